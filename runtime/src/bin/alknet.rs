@@ -1,0 +1,319 @@
+//! `alknet`: run a node, or call one from the command line.
+//!
+//! Results are JSON on stdout. A failed call prints the `call.error` payload JSON on stderr and
+//! exits with status 1; bad usage exits with status 2.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alknet::{
+    CallError, CallOptions, Client, ClientOptions, Connection, Registry, Server, ServerOptions,
+    ServerVerification, TlsIdentity,
+};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "alknet", version, about = "Typed remote operations over QUIC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until SIGINT/SIGTERM. Prints one ready line:
+    /// `alknet listening quic=ADDR fingerprint=SHA256:<hex>`.
+    Serve(ServeArgs),
+    /// Call a query or mutation and print its output.
+    Call {
+        #[command(flatten)]
+        target: Target,
+        /// Operation name, e.g. `demo/add`.
+        op: String,
+        /// Input JSON (default `{}`).
+        input: Option<String>,
+        /// Deadline in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// Subscribe and print one JSON line per item until the subscription ends.
+    Subscribe {
+        #[command(flatten)]
+        target: Target,
+        /// Operation name, e.g. `demo/ticks`.
+        op: String,
+        /// Input JSON (default `{}`).
+        input: Option<String>,
+        /// Deadline for the whole subscription, in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+    /// List the operations the node lets you call.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the full OperationSpec of one operation.
+    Schema {
+        #[command(flatten)]
+        target: Target,
+        /// Operation name.
+        op: String,
+    },
+    /// Print the spec bundle of the operations this binary serves (input of `alknet-codegen`).
+    Spec {
+        /// Include the demo service.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// UDP address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    listen: SocketAddr,
+    /// PEM certificate chain (default: a generated self-signed certificate).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Serve the demo service (demo/echo, demo/add, demo/ticks, …).
+    #[arg(long)]
+    demo: bool,
+    /// Seconds running calls get to finish on shutdown.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+}
+
+#[derive(Args)]
+struct Target {
+    /// The node, `HOST:PORT`.
+    addr: String,
+    /// Trust the server whose certificate has this fingerprint (`SHA256:<hex>`).
+    #[arg(long, conflicts_with_all = ["insecure", "ca"])]
+    pin: Option<String>,
+    /// Accept any server certificate (encrypted, not authenticated: local testing only).
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+    /// Verify the server against the CA certificates in this PEM file.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Name to verify in the server certificate with `--ca` (default: the host of ADDR).
+    #[arg(long)]
+    server_name: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    let default_filter = if serving { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("alknet: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("alknet serve: {error:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Spec { demo } => {
+            let registry = node_registry(demo);
+            print!("{}", registry.spec_bundle().to_json_pretty());
+            ExitCode::SUCCESS
+        }
+        Command::Call {
+            target,
+            op,
+            input,
+            timeout_ms,
+        } => {
+            client_command(&target, |conn| async move {
+                let input = parse_input(input.as_deref())?;
+                let options = CallOptions {
+                    timeout: timeout_ms.map(Duration::from_millis),
+                    ..CallOptions::default()
+                };
+                let output = conn.call_with(&op, input, options).await?;
+                print_json(&output);
+                Ok(())
+            })
+            .await
+        }
+        Command::Subscribe {
+            target,
+            op,
+            input,
+            timeout_ms,
+        } => {
+            client_command(&target, |conn| async move {
+                let input = parse_input(input.as_deref())?;
+                let options = CallOptions {
+                    timeout: timeout_ms.map(Duration::from_millis),
+                    ..CallOptions::default()
+                };
+                let mut items = conn.subscribe_with(&op, input, options).await?;
+                loop {
+                    tokio::select! {
+                        item = items.next() => match item {
+                            Some(item) => print_json(&item?),
+                            None => return Ok(()),
+                        },
+                        _ = tokio::signal::ctrl_c() => return Ok(()),
+                    }
+                }
+            })
+            .await
+        }
+        Command::List { target } => {
+            client_command(&target, |conn| async move {
+                print_json(&conn.call("services/list", json!({})).await?);
+                Ok(())
+            })
+            .await
+        }
+        Command::Schema { target, op } => {
+            client_command(&target, |conn| async move {
+                print_json(&conn.call("services/schema", json!({ "name": op })).await?);
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+fn node_registry(demo: bool) -> Registry {
+    if demo {
+        alknet::demo::registry()
+    } else {
+        Registry::new()
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut options = ServerOptions::new(args.listen);
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
+    }
+    let server = Server::bind(node_registry(args.demo), options)?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "alknet listening quic={} fingerprint={}",
+            server.local_addr(),
+            server.fingerprint()
+        )?;
+        stdout.flush()?;
+    }
+    shutdown_signal().await?;
+    server.shutdown(Duration::from_secs(args.grace_secs)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+/// Connects, runs `body`, and turns every failure into the `call.error` JSON on stderr.
+async fn client_command<F, Fut>(target: &Target, body: F) -> ExitCode
+where
+    F: FnOnce(Connection) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CallError>>,
+{
+    let result = async {
+        let (client, conn) = connect(target).await?;
+        let result = body(conn.clone()).await;
+        conn.close();
+        client.wait_idle(Duration::from_secs(1)).await;
+        result
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!(
+                "{}",
+                serde_json::to_string(&error).expect("errors serialize")
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
+    let local = |message: String| CallError::internal(message);
+    let verification = if let Some(pin) = &target.pin {
+        ServerVerification::pin(pin.parse().map_err(|e| local(format!("{e}")))?)
+    } else if let Some(ca) = &target.ca {
+        ServerVerification::roots_from_pem_file(ca).map_err(|e| local(e.to_string()))?
+    } else if target.insecure {
+        ServerVerification::Insecure
+    } else {
+        return Err(local(
+            "say how to trust the server: --pin SHA256:<hex> (from its ready line), --ca FILE, or --insecure".into(),
+        ));
+    };
+    let addr = tokio::net::lookup_host(&target.addr)
+        .await
+        .map_err(|e| local(format!("cannot resolve `{}`: {e}", target.addr)))?
+        .next()
+        .ok_or_else(|| local(format!("`{}` resolves to no address", target.addr)))?;
+    let host = target
+        .addr
+        .rsplit_once(':')
+        .map_or(target.addr.as_str(), |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let server_name = target.server_name.as_deref().unwrap_or(host);
+    let client = Client::new(ClientOptions::new(verification)).map_err(|e| local(e.to_string()))?;
+    let conn = client
+        .connect(addr, server_name)
+        .await
+        .map_err(|e| local(e.to_string()))?;
+    Ok((client, conn))
+}
+
+fn parse_input(input: Option<&str>) -> Result<Value, CallError> {
+    match input {
+        None => Ok(json!({})),
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            CallError::invalid_input(format!("the input argument is not JSON: {e}"), "")
+        }),
+    }
+}
+
+fn print_json(value: &Value) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{value}");
+}

@@ -1,0 +1,42 @@
+//! [`ProtocolConfig`]: the tunables of the call protocol, the same on both sides.
+
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_FRAME_LEN;
+
+/// Settings for connections of the call protocol. The defaults follow the design.
+#[derive(Debug, Clone)]
+pub struct ProtocolConfig {
+    /// Largest frame body sent or accepted (default 16 MiB). Larger incoming frames end their
+    /// stream; larger outgoing answers become an `INTERNAL` error.
+    pub max_frame_len: u32,
+    /// Deadline for query/mutation, both as callee default and as the caller's local timeout
+    /// when a call sets none (default 30 s).
+    pub default_timeout: Duration,
+    /// How many long-lived streams carry this side's query/mutation calls (default 4). Calls are
+    /// pipelined on them round-robin; subscriptions get a stream each.
+    pub call_streams: usize,
+    /// Items a subscription buffers on the caller's side before the stream is throttled
+    /// (default 256).
+    pub subscription_buffer: usize,
+    /// Concurrent bidirectional streams the peer may open (default 1024).
+    pub max_concurrent_streams: u32,
+    /// QUIC keep-alive interval (default 5 s), so idle subscriptions survive.
+    pub keep_alive: Duration,
+    /// A connection silent for this long is closed (default 30 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            default_timeout: Duration::from_secs(30),
+            call_streams: 4,
+            subscription_buffer: 256,
+            max_concurrent_streams: 1024,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}

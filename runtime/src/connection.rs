@@ -1,0 +1,996 @@
+//! [`Connection`]: one symmetric call-protocol session over QUIC (design §4.3–§4.4).
+//!
+//! Both ends run the same code. Each side
+//! - accepts the streams the peer opens and reads envelopes from every stream, answering requests
+//!   on the stream they arrived on;
+//! - calls the peer over a small pool of long-lived streams (pipelined, round-robin), and gives
+//!   each subscription a stream of its own;
+//! - tracks its outgoing requests by id in a pending table and its incoming ones in a running
+//!   table, so `call.aborted` can drop the handler.
+//!
+//! Each stream has a reader task and a writer task. The writer drains a bounded queue of encoded
+//! frames and hands everything queued to QUIC in one write, so answers that pile up (a busy
+//! subscription, many pipelined calls) are coalesced instead of paying a write each.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, debug_span, warn};
+
+use crate::config::ProtocolConfig;
+use crate::dispatch::{self, Request};
+use crate::error::CallError;
+use crate::identity::Identity;
+use crate::registry::Registry;
+use crate::wire::{
+    CallRequested, DecodeError, Event, FrameError, FrameReader, Message, encode_frame,
+    encode_frame_into, event_type,
+};
+
+/// Frames queued per stream before writers wait.
+const WRITE_QUEUE: usize = 1024;
+/// Frames handed to QUIC in one write at most.
+const WRITE_BATCH: usize = 256;
+/// Bytes of subscription items gathered into one frame batch at most.
+const ITEM_BATCH_BYTES: usize = 64 * 1024;
+/// QUIC application error code for a stream ended because of a protocol violation.
+const STREAM_PROTOCOL_ERROR: u32 = 1;
+/// QUIC application error code for a connection closed by its owner.
+pub(crate) const CLOSE_NORMAL: u32 = 0;
+
+/// State shared by every connection of one endpoint (a server or a client).
+pub(crate) struct NodeShared {
+    pub registry: Arc<Registry>,
+    pub config: ProtocolConfig,
+    /// Every reader, writer and handler task, so a server can wait for them on shutdown.
+    pub tracker: TaskTracker,
+    /// Graceful shutdown began: stop reading new requests, end subscriptions.
+    pub shutdown: CancellationToken,
+    /// The grace period is over: answer the remaining calls and stop.
+    pub hard_stop: CancellationToken,
+}
+
+impl NodeShared {
+    pub fn new(registry: Arc<Registry>, config: ProtocolConfig) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            config,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+        })
+    }
+}
+
+/// A live call-protocol connection. Cheap to clone; the QUIC connection closes when the last
+/// clone is dropped (or when [`Connection::close`] is called).
+///
+/// Through it this side calls operations the peer registered ([`Connection::call`],
+/// [`Connection::subscribe`]) while the peer may call this side's registry at the same time.
+#[derive(Clone)]
+pub struct Connection {
+    handle: Arc<ConnHandle>,
+}
+
+/// Closes the QUIC connection when the last user-facing handle goes away. Background tasks hold
+/// `Arc<ConnInner>` only, so they never keep a connection alive on their own.
+struct ConnHandle {
+    inner: Arc<ConnInner>,
+}
+
+impl Drop for ConnHandle {
+    fn drop(&mut self) {
+        self.inner.quic.close(CLOSE_NORMAL.into(), b"closed");
+    }
+}
+
+struct ConnInner {
+    quic: quinn::Connection,
+    shared: Arc<NodeShared>,
+    /// The identity of the peer, resolved once per connection.
+    identity: Option<Arc<Identity>>,
+    /// Back-reference for handing `Connection`s to handlers (`Context::peer`).
+    handle: Weak<ConnHandle>,
+    /// Requests this side sent, by numeric id.
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Requests the peer sent that are still running, by wire id.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Long-lived streams for this side's query/mutation calls.
+    call_streams: Vec<tokio::sync::Mutex<Option<StreamHandle>>>,
+    next_call_stream: AtomicUsize,
+    next_id: AtomicU64,
+    next_stream_key: AtomicU64,
+    /// Cancelled when the connection is gone; parent of every stream and handler token.
+    cancel: CancellationToken,
+}
+
+struct Pending {
+    sink: PendingSink,
+    /// The stream the request went out on: if it dies, the request cannot be answered.
+    stream_key: u64,
+}
+
+enum PendingSink {
+    Unary(oneshot::Sender<Result<Value, CallError>>),
+    Stream(mpsc::Sender<StreamEvent>),
+}
+
+/// What the reader hands a subscription. A closed channel without `Completed` or `Failed` means
+/// the stream or connection was lost.
+enum StreamEvent {
+    Item(Value),
+    Completed,
+    Failed(CallError),
+}
+
+/// The sending half of a stream, as seen by callers.
+#[derive(Clone)]
+struct StreamHandle {
+    key: u64,
+    tx: mpsc::Sender<Bytes>,
+    /// Cancelled when the reader ended: nothing more can arrive on this stream.
+    reader_done: CancellationToken,
+}
+
+/// Options for one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Deadline for this call; sent as `timeout_ms` and enforced locally too. Defaults to
+    /// [`ProtocolConfig::default_timeout`] for query/mutation and none for subscriptions.
+    pub timeout: Option<Duration>,
+    /// A token that replaces the connection's identity for this request.
+    pub auth_token: Option<String>,
+}
+
+impl CallOptions {
+    /// Options with a deadline.
+    pub fn timeout(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            ..Self::default()
+        }
+    }
+}
+
+impl Connection {
+    /// Starts serving `quic`: accepts the peer's streams and answers its requests from the
+    /// registry in `shared`.
+    pub(crate) fn start(
+        quic: quinn::Connection,
+        shared: Arc<NodeShared>,
+        identity: Option<Arc<Identity>>,
+    ) -> Connection {
+        let streams = shared.config.call_streams.max(1);
+        let handle = Arc::new_cyclic(|handle| ConnHandle {
+            inner: Arc::new(ConnInner {
+                quic,
+                identity,
+                handle: handle.clone(),
+                pending: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
+                call_streams: (0..streams)
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
+                next_call_stream: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                next_stream_key: AtomicU64::new(0),
+                cancel: CancellationToken::new(),
+                shared,
+            }),
+        });
+        let inner = Arc::clone(&handle.inner);
+        let span = debug_span!("connection", remote = %inner.quic.remote_address());
+        inner
+            .shared
+            .tracker
+            .spawn(Arc::clone(&inner).accept_streams().instrument(span));
+        Connection { handle }
+    }
+
+    fn inner(&self) -> &Arc<ConnInner> {
+        &self.handle.inner
+    }
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.inner().quic.remote_address()
+    }
+
+    /// The identity of the peer (from its client certificate), if any.
+    pub fn peer_identity(&self) -> Option<&Identity> {
+        self.inner().identity.as_deref()
+    }
+
+    /// The underlying QUIC connection.
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.inner().quic
+    }
+
+    /// Closes the connection now. Pending calls on both sides fail with "connection closed".
+    pub fn close(&self) {
+        self.inner().quic.close(CLOSE_NORMAL.into(), b"closed");
+    }
+
+    /// Drops this side's pooled call streams so their writers can finish (graceful shutdown).
+    pub(crate) async fn release_call_streams(&self) {
+        for slot in &self.inner().call_streams {
+            slot.lock().await.take();
+        }
+    }
+
+    /// Completes when the connection is closed, by either side.
+    pub async fn closed(&self) {
+        self.inner().cancel.cancelled().await
+    }
+
+    /// Calls a query or mutation on the peer. `op` is the operation name, with or without the
+    /// leading `/`.
+    pub async fn call(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_with(op, input, CallOptions::default()).await
+    }
+
+    /// Calls a query or mutation with options. Dropping the future before it completes sends
+    /// `call.aborted`, so the peer stops working on it.
+    pub async fn call_with(
+        &self,
+        op: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        let inner = self.inner();
+        let timeout = options
+            .timeout
+            .unwrap_or(inner.shared.config.default_timeout);
+        let stream = inner.call_stream().await?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = inner.request_frame(id, op, input, &options, Some(timeout), false)?;
+        let (tx, rx) = oneshot::channel();
+        inner.pending.lock().expect("pending lock").insert(
+            id,
+            Pending {
+                sink: PendingSink::Unary(tx),
+                stream_key: stream.key,
+            },
+        );
+        let mut guard = AbortOnDrop {
+            inner: Arc::clone(inner),
+            id,
+            tx: Some(stream.tx.clone()),
+        };
+        if stream.tx.send(frame).await.is_err() {
+            guard.disarm();
+            return Err(inner.lost_error("stream closed"));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => {
+                guard.disarm();
+                result
+            }
+            Ok(Err(_)) => {
+                guard.disarm();
+                Err(inner.lost_error("stream closed"))
+            }
+            // The guard removes the pending entry and tells the peer to stop.
+            Err(_) => Err(CallError::timeout(format!(
+                "no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Calls with serde types: serializes the input, deserializes the output.
+    pub async fn call_typed<I, O>(&self, op: &str, input: &I) -> Result<O, CallError>
+    where
+        I: Serialize + ?Sized,
+        O: DeserializeOwned,
+    {
+        let input = serde_json::to_value(input)
+            .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))?;
+        let output = self.call(op, input).await?;
+        decode_output(output)
+    }
+
+    /// Subscribes to a subscription on the peer. The returned stream yields items until the
+    /// subscription completes (the stream ends) or fails (one `Err`, then the end). Dropping it
+    /// early sends `call.aborted`.
+    pub async fn subscribe(&self, op: &str, input: Value) -> Result<Subscription, CallError> {
+        self.subscribe_with(op, input, CallOptions::default()).await
+    }
+
+    /// Subscribes with options (a deadline for the whole subscription, a token).
+    pub async fn subscribe_with(
+        &self,
+        op: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Subscription, CallError> {
+        let inner = self.inner();
+        let stream = inner.open_stream().await?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = inner.request_frame(id, op, input, &options, options.timeout, true)?;
+        let (tx, rx) = mpsc::channel(inner.shared.config.subscription_buffer.max(1));
+        inner.pending.lock().expect("pending lock").insert(
+            id,
+            Pending {
+                sink: PendingSink::Stream(tx),
+                stream_key: stream.key,
+            },
+        );
+        let mut guard = AbortOnDrop {
+            inner: Arc::clone(inner),
+            id,
+            tx: Some(stream.tx.clone()),
+        };
+        if stream.tx.send(frame).await.is_err() {
+            guard.disarm();
+            return Err(inner.lost_error("stream closed"));
+        }
+        Ok(Subscription {
+            rx,
+            guard,
+            deadline: options.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            finished: false,
+        })
+    }
+
+    /// Subscribes with serde types.
+    pub async fn subscribe_typed<I, T>(
+        &self,
+        op: &str,
+        input: &I,
+    ) -> Result<TypedSubscription<T>, CallError>
+    where
+        I: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let input = serde_json::to_value(input)
+            .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))?;
+        let inner = self.subscribe(op, input).await?;
+        Ok(TypedSubscription {
+            inner,
+            _item: std::marker::PhantomData,
+        })
+    }
+}
+
+fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
+    serde_json::from_value(output).map_err(|e| {
+        CallError::internal(format!("the output does not match the expected type: {e}"))
+    })
+}
+
+impl ConnInner {
+    fn config(&self) -> &ProtocolConfig {
+        &self.shared.config
+    }
+
+    /// The error for calls that lost their stream: "connection closed" when the whole
+    /// connection is gone, as the design requires, else what happened to the stream.
+    fn lost_error(&self, stream_problem: &str) -> CallError {
+        if self.quic.close_reason().is_some() || self.cancel.is_cancelled() {
+            CallError::internal("connection closed")
+        } else {
+            CallError::internal(stream_problem)
+        }
+    }
+
+    fn request_frame(
+        &self,
+        id: u64,
+        op: &str,
+        input: Value,
+        options: &CallOptions,
+        timeout: Option<Duration>,
+        stream: bool,
+    ) -> Result<Bytes, CallError> {
+        let operation_id = if op.starts_with('/') {
+            op.to_owned()
+        } else {
+            format!("/{op}")
+        };
+        let message = Message::new(
+            id.to_string(),
+            Event::Requested(CallRequested {
+                operation_id,
+                input,
+                auth_token: options.auth_token.clone(),
+                timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                stream: Some(stream),
+            }),
+        );
+        encode_frame(&message, self.config().max_frame_len)
+            .map_err(|e| CallError::invalid_input(format!("request too large to send: {e}"), ""))
+    }
+
+    /// A pooled stream for a query/mutation, opening or replacing it as needed.
+    async fn call_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
+        let slot = self.next_call_stream.fetch_add(1, Ordering::Relaxed) % self.call_streams.len();
+        let mut slot = self.call_streams[slot].lock().await;
+        if let Some(stream) = slot.as_ref()
+            && !stream.reader_done.is_cancelled()
+            && !stream.tx.is_closed()
+        {
+            return Ok(stream.clone());
+        }
+        let stream = self.open_stream().await?;
+        *slot = Some(stream.clone());
+        Ok(stream)
+    }
+
+    async fn open_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
+        let (send, recv) = self
+            .quic
+            .open_bi()
+            .await
+            .map_err(|_| CallError::internal("connection closed"))?;
+        Ok(self.start_stream(send, recv))
+    }
+
+    /// Accepts the peer's streams until the connection ends, then fails what is left.
+    async fn accept_streams(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => break,
+                accepted = self.quic.accept_bi() => match accepted {
+                    Ok((send, recv)) => {
+                        self.start_stream(send, recv);
+                    }
+                    Err(error) => {
+                        debug!(%error, "connection ended");
+                        break;
+                    }
+                },
+            }
+        }
+        // During a graceful shutdown the connection lives on until the server closes it.
+        let reason = self.quic.closed().await;
+        debug!(%reason, "connection closed");
+        self.cancel.cancel();
+        self.fail_pending(|_| true);
+        self.running.lock().expect("running lock").clear();
+    }
+
+    fn start_stream(
+        self: &Arc<Self>,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> StreamHandle {
+        let key = self.next_stream_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let token = self.cancel.child_token();
+        let reader_done = CancellationToken::new();
+        let tracker = &self.shared.tracker;
+        tracker.spawn(write_frames(
+            send,
+            rx,
+            token.clone(),
+            self.shared.hard_stop.clone(),
+        ));
+        tracker.spawn(Arc::clone(self).read_frames(
+            recv,
+            key,
+            tx.clone(),
+            token,
+            reader_done.clone(),
+        ));
+        StreamHandle {
+            key,
+            tx,
+            reader_done,
+        }
+    }
+
+    /// Reads envelopes from one stream until it ends, handling each.
+    async fn read_frames(
+        self: Arc<Self>,
+        recv: quinn::RecvStream,
+        key: u64,
+        tx: mpsc::Sender<Bytes>,
+        token: CancellationToken,
+        reader_done: CancellationToken,
+    ) {
+        let mut reader = FrameReader::new(recv, self.config().max_frame_len);
+        let malformed = loop {
+            let frame = tokio::select! {
+                biased;
+                _ = token.cancelled() => break None,
+                _ = self.shared.shutdown.cancelled() => break None,
+                frame = reader.next_frame() => frame,
+            };
+            let body = match frame {
+                Ok(Some(body)) => body,
+                Ok(None) => break None,
+                Err(FrameError::Io(error)) => {
+                    debug!(%error, "stream read ended");
+                    break None;
+                }
+                Err(error) => break Some(error.to_string()),
+            };
+            match Message::decode(&body) {
+                Ok(message) => self.handle_message(message, key, &tx, &token).await,
+                Err(DecodeError::NotEnvelope(error)) => break Some(error.to_string()),
+                Err(DecodeError::UnknownType { id, event_type }) => {
+                    debug!(%id, %event_type, "ignoring unknown event type");
+                }
+                Err(DecodeError::BadPayload {
+                    id,
+                    event_type,
+                    reason,
+                }) => self.handle_bad_payload(id, event_type, reason, &tx).await,
+            }
+        };
+        reader_done.cancel();
+        if let Some(problem) = malformed {
+            warn!(%problem, "malformed frame: ending the stream");
+            let mut recv = reader.into_inner();
+            let _ = recv.stop(STREAM_PROTOCOL_ERROR.into());
+            // Resets the send side and aborts every handler started from this stream.
+            token.cancel();
+        }
+        self.fail_pending(|p| p.stream_key == key);
+    }
+
+    async fn handle_message(
+        self: &Arc<Self>,
+        message: Message,
+        key: u64,
+        tx: &mpsc::Sender<Bytes>,
+        token: &CancellationToken,
+    ) {
+        let Message { id, event } = message;
+        match event {
+            Event::Requested(request) => self.start_request(id, request, tx, token).await,
+            Event::Aborted => {
+                let cancel = self.running.lock().expect("running lock").remove(&id);
+                if let Some(cancel) = cancel {
+                    debug!(%id, "request aborted by the caller");
+                    cancel.cancel();
+                }
+            }
+            Event::Responded(output) => self.deliver(&id, key, Ok(output), false).await,
+            Event::Error(error) => self.deliver(&id, key, Err(error), true).await,
+            Event::Completed => self.complete(&id).await,
+        }
+    }
+
+    /// A request with a malformed payload is answered; a malformed answer fails its call.
+    async fn handle_bad_payload(
+        self: &Arc<Self>,
+        id: String,
+        event: &'static str,
+        reason: String,
+        tx: &mpsc::Sender<Bytes>,
+    ) {
+        let problem = format!("malformed `{event}` payload: {reason}");
+        if event == event_type::REQUESTED {
+            let error = CallError::invalid_input(problem, "");
+            let _ = self
+                .send_message(tx, Message::new(id, Event::Error(error)))
+                .await;
+        } else if let Ok(numeric) = id.parse::<u64>() {
+            let entry = self.pending.lock().expect("pending lock").remove(&numeric);
+            if let Some(entry) = entry {
+                entry.sink.fail(CallError::internal(problem)).await;
+            }
+        }
+    }
+
+    /// Routes an answer to the caller waiting for it. Unknown ids (answers that raced an abort)
+    /// are dropped.
+    async fn deliver(&self, id: &str, key: u64, item: Result<Value, CallError>, terminal: bool) {
+        let Ok(numeric) = id.parse::<u64>() else {
+            return;
+        };
+        let sink = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            match pending.get(&numeric) {
+                None => return,
+                Some(entry) if entry.stream_key != key => {
+                    debug!(%id, "answer arrived on another stream than its request");
+                }
+                Some(_) => {}
+            }
+            match &pending[&numeric].sink {
+                PendingSink::Stream(tx) if !terminal => Sink::Item(tx.clone()),
+                _ => Sink::Final(pending.remove(&numeric).expect("entry present").sink),
+            }
+        };
+        match (sink, item) {
+            // Waiting here throttles the stream when the subscriber reads slowly.
+            (Sink::Item(tx), Ok(output)) => {
+                let _ = tx.send(StreamEvent::Item(output)).await;
+            }
+            (Sink::Item(tx), Err(error)) => {
+                let _ = tx.send(StreamEvent::Failed(error)).await;
+            }
+            (Sink::Final(sink), Ok(output)) => match sink {
+                PendingSink::Unary(tx) => {
+                    let _ = tx.send(Ok(output));
+                }
+                PendingSink::Stream(tx) => {
+                    let _ = tx.send(StreamEvent::Item(output)).await;
+                }
+            },
+            (Sink::Final(sink), Err(error)) => sink.fail(error).await,
+        }
+    }
+
+    async fn complete(&self, id: &str) {
+        let Ok(numeric) = id.parse::<u64>() else {
+            return;
+        };
+        let entry = self.pending.lock().expect("pending lock").remove(&numeric);
+        match entry.map(|p| p.sink) {
+            Some(PendingSink::Unary(tx)) => {
+                let _ = tx.send(Err(CallError::internal(
+                    "protocol violation: call.completed answered a query/mutation",
+                )));
+            }
+            Some(PendingSink::Stream(tx)) => {
+                let _ = tx.send(StreamEvent::Completed).await;
+            }
+            None => {}
+        }
+    }
+
+    /// Fails every pending request matching `which` with the connection/stream loss error.
+    fn fail_pending(&self, which: impl Fn(&Pending) -> bool) {
+        let lost: Vec<Pending> = {
+            let mut pending = self.pending.lock().expect("pending lock");
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| which(p))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for entry in lost {
+            // A subscription notices the dropped sender itself (see `Subscription::poll_next`).
+            if let PendingSink::Unary(tx) = entry.sink {
+                let _ = tx.send(Err(
+                    self.lost_error("stream closed before the answer arrived")
+                ));
+            }
+        }
+    }
+
+    async fn send_message(&self, tx: &mpsc::Sender<Bytes>, message: Message) -> Result<(), ()> {
+        let frame = match encode_frame(&message, self.config().max_frame_len) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let error =
+                    CallError::internal(format!("the answer is too large to send: {error}"));
+                encode_frame(&Message::new(message.id, Event::Error(error)), u32::MAX)
+                    .expect("an error frame is small")
+            }
+        };
+        tx.send(frame).await.map_err(|_| ())
+    }
+
+    /// Starts serving a request from the peer on its own task.
+    async fn start_request(
+        self: &Arc<Self>,
+        id: String,
+        request: CallRequested,
+        tx: &mpsc::Sender<Bytes>,
+        stream_token: &CancellationToken,
+    ) {
+        let cancel = stream_token.child_token();
+        let duplicate = {
+            let mut running = self.running.lock().expect("running lock");
+            let duplicate = running.contains_key(&id);
+            if !duplicate {
+                running.insert(id.clone(), cancel.clone());
+            }
+            duplicate
+        };
+        if duplicate {
+            let error =
+                CallError::invalid_input(format!("request id `{id}` is already in use"), "");
+            let _ = self
+                .send_message(tx, Message::new(id, Event::Error(error)))
+                .await;
+            return;
+        }
+        let span = debug_span!("call", id = %id, operation = %request.operation_id);
+        let this = Arc::clone(self);
+        let tx = tx.clone();
+        self.shared
+            .tracker
+            .spawn(this.serve_request(id, request, tx, cancel).instrument(span));
+    }
+
+    async fn serve_request(
+        self: Arc<Self>,
+        id: String,
+        request: CallRequested,
+        tx: mpsc::Sender<Bytes>,
+        cancel: CancellationToken,
+    ) {
+        let _running = RunningGuard {
+            inner: &self,
+            id: id.clone(),
+        };
+        let prepared = dispatch::prepare(
+            &self.shared.registry,
+            self.config().default_timeout,
+            Request {
+                id: id.clone(),
+                operation_id: request.operation_id,
+                input: request.input,
+                timeout_ms: request.timeout_ms,
+                expect_stream: request.stream,
+                identity: self.identity.clone(),
+                peer: self.handle.upgrade().map(|handle| Connection { handle }),
+                cancel: cancel.clone(),
+            },
+        );
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let _ = self
+                    .send_message(&tx, Message::new(id, Event::Error(error)))
+                    .await;
+                return;
+            }
+        };
+        if prepared.op.spec().op_type.is_unary() {
+            let outcome = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = self.shared.hard_stop.cancelled() => Err(CallError::internal("server shutting down")),
+                outcome = dispatch::run_unary(prepared) => outcome,
+            };
+            let event = match outcome {
+                Ok(output) => Event::Responded(output),
+                Err(error) => Event::Error(error),
+            };
+            let _ = self.send_message(&tx, Message::new(id, event)).await;
+        } else {
+            self.stream_items(id, dispatch::run_stream(prepared), tx, cancel)
+                .await;
+        }
+    }
+
+    /// Sends a subscription's items, gathering those that are ready at once into one batch.
+    async fn stream_items(
+        &self,
+        id: String,
+        mut items: impl Stream<Item = Result<Value, CallError>> + Unpin,
+        tx: mpsc::Sender<Bytes>,
+        cancel: CancellationToken,
+    ) {
+        let max_len = self.config().max_frame_len;
+        let mut batch = BytesMut::new();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = self.shared.shutdown.cancelled() => Some(Err(CallError::internal("server shutting down"))),
+                item = items.next() => item,
+            };
+            let mut next = Some(first);
+            let mut finished = false;
+            while let Some(item) = next.take() {
+                let message = match item {
+                    Some(Ok(output)) => Message::new(id.as_str(), Event::Responded(output)),
+                    Some(Err(error)) => {
+                        finished = true;
+                        Message::new(id.as_str(), Event::Error(error))
+                    }
+                    None => {
+                        finished = true;
+                        Message::new(id.as_str(), Event::Completed)
+                    }
+                };
+                if let Err(error) = encode_frame_into(&message, &mut batch, max_len) {
+                    finished = true;
+                    let error =
+                        CallError::internal(format!("an item is too large to send: {error}"));
+                    encode_frame_into(
+                        &Message::new(id.as_str(), Event::Error(error)),
+                        &mut batch,
+                        u32::MAX,
+                    )
+                    .expect("an error frame is small");
+                }
+                if finished || batch.len() >= ITEM_BATCH_BYTES {
+                    break;
+                }
+                next = items.next().now_or_never();
+            }
+            if tx.send(batch.split().freeze()).await.is_err() || finished {
+                return;
+            }
+        }
+    }
+}
+
+/// What [`ConnInner::deliver`] does with an answer once the lock is released.
+enum Sink {
+    Item(mpsc::Sender<StreamEvent>),
+    Final(PendingSink),
+}
+
+impl PendingSink {
+    async fn fail(self, error: CallError) {
+        match self {
+            PendingSink::Unary(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            PendingSink::Stream(tx) => {
+                let _ = tx.send(StreamEvent::Failed(error)).await;
+            }
+        }
+    }
+}
+
+/// Removes a request from the running table when its task ends, however it ends.
+struct RunningGuard<'a> {
+    inner: &'a ConnInner,
+    id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .remove(&self.id);
+    }
+}
+
+/// Writes queued frames to a stream, coalescing whatever is queued into one QUIC write.
+async fn write_frames(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::Receiver<Bytes>,
+    token: CancellationToken,
+    hard_stop: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
+                return;
+            }
+            _ = hard_stop.cancelled() => 0,
+            received = rx.recv_many(&mut batch, WRITE_BATCH) => received,
+        };
+        if received == 0 {
+            break;
+        }
+        if let Err(error) = send.write_all_chunks(&mut batch).await {
+            debug!(%error, "stream write failed");
+            token.cancel();
+            return;
+        }
+        batch.clear();
+    }
+    let _ = send.finish();
+    // Wait until the peer has the tail, so a graceful close does not cut it off.
+    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// Sends `call.aborted` for a request whose caller went away before its answer.
+struct AbortOnDrop {
+    inner: Arc<ConnInner>,
+    id: u64,
+    tx: Option<mpsc::Sender<Bytes>>,
+}
+
+impl AbortOnDrop {
+    /// The answer arrived: nothing to abort.
+    fn disarm(&mut self) {
+        self.tx = None;
+    }
+
+    /// Forgets the request and, if it was still pending, tells the peer to stop.
+    fn abort(&mut self) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        let was_pending = self
+            .inner
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id)
+            .is_some();
+        if !was_pending {
+            return;
+        }
+        let frame = encode_frame(&Message::new(self.id.to_string(), Event::Aborted), u32::MAX)
+            .expect("an abort frame is small");
+        if let Err(mpsc::error::TrySendError::Full(frame)) = tx.try_send(frame) {
+            // The queue is busy: hand the abort to a task instead of blocking a destructor.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = tx.send(frame).await;
+                });
+            }
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// The items of a subscription. Ends after `call.completed`, or after yielding one `Err`.
+/// Dropping it before the end aborts the subscription on the peer.
+pub struct Subscription {
+    rx: mpsc::Receiver<StreamEvent>,
+    guard: AbortOnDrop,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    finished: bool,
+}
+
+impl Stream for Subscription {
+    type Item = Result<Value, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(event) = this.rx.poll_recv(cx) {
+            if let Some(StreamEvent::Item(output)) = event {
+                return Poll::Ready(Some(Ok(output)));
+            }
+            this.finished = true;
+            this.guard.disarm();
+            return Poll::Ready(match event {
+                Some(StreamEvent::Completed) => None,
+                Some(StreamEvent::Failed(error)) => Some(Err(error)),
+                _ => Some(Err(this
+                    .guard
+                    .inner
+                    .lost_error("stream closed before the subscription ended"))),
+            });
+        }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.finished = true;
+            this.guard.abort();
+            return Poll::Ready(Some(Err(CallError::timeout(
+                "the subscription deadline expired",
+            ))));
+        }
+        Poll::Pending
+    }
+}
+
+/// A [`Subscription`] whose items are deserialized into `T`.
+pub struct TypedSubscription<T> {
+    inner: Subscription,
+    _item: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Stream for TypedSubscription<T> {
+    type Item = Result<T, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.inner
+            .poll_next_unpin(cx)
+            .map(|item| item.map(|r| r.and_then(decode_output)))
+    }
+}

@@ -1,0 +1,70 @@
+//! # alknet: typed remote operations over QUIC
+//!
+//! The runtime of alknet. An operation is described by an [`OperationSpec`] (from
+//! [`alknet_spec`]) and served by a [`Handler`]; a [`Registry`] holds them; a [`Server`] accepts
+//! QUIC connections speaking the alknet call protocol (ALPN `alknet/call`); a [`Client`] dials
+//! one. Both ends get the same symmetric [`Connection`]: either side can call operations the
+//! other registered.
+//!
+//! ```no_run
+//! use alknet::{Client, ClientOptions, Handler, Registry, Server, ServerOptions, ServerVerification};
+//! use alknet::spec::{OpType, OperationSpec};
+//! use serde_json::{Value, json};
+//!
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut registry = Registry::new();
+//! registry.register(
+//!     OperationSpec::new("math/double", OpType::Query)?
+//!         .with_input_schema(json!({"type": "number"})),
+//!     Handler::unary(|_ctx, input: Value| async move {
+//!         Ok(json!(input.as_f64().unwrap_or_default() * 2.0))
+//!     }),
+//! )?;
+//! let server = Server::bind(registry, ServerOptions::new("127.0.0.1:0".parse()?))?;
+//!
+//! let client = Client::new(ClientOptions::new(ServerVerification::pin(server.fingerprint())))?;
+//! let conn = client.connect(server.local_addr(), "localhost").await?;
+//! assert_eq!(conn.call("math/double", json!(21)).await?, json!(42.0));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Modules
+//! - [`wire`]: envelopes, events and length-prefixed frames (design §4.1–§4.2).
+//! - [`error`]: [`CallError`], the `call.error` payload and protocol codes.
+//! - [`registry`]: [`Registry`], [`Handler`] and input validation; [`discovery`]: the built-in
+//!   `services/list` and `services/schema`.
+//! - [`context`]: the [`Context`] a handler receives.
+//! - [`identity`] and [`access`]: who calls, and what they may call (design §5).
+//! - [`connection`]: the symmetric [`Connection`], calls, subscriptions, aborts.
+//! - [`quic`]: [`Server`] and [`Client`] endpoints; [`tls`]: certificates and fingerprints.
+//! - [`config`]: [`ProtocolConfig`], the protocol tunables.
+//! - [`demo`]: the demo service behind `alknet serve --demo`.
+//!
+//! The dispatch rules shared by every transport (lookup → access → validation → kind check →
+//! run, deadlines, panic isolation) live in one private module, so later transports reuse them.
+
+pub mod access;
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod demo;
+pub mod discovery;
+mod dispatch;
+pub mod error;
+pub mod identity;
+pub mod quic;
+pub mod registry;
+pub mod tls;
+pub mod wire;
+
+/// The IR crate, re-exported.
+pub use alknet_spec as spec;
+
+pub use config::ProtocolConfig;
+pub use connection::{CallOptions, Connection, Subscription, TypedSubscription};
+pub use context::Context;
+pub use error::CallError;
+pub use identity::Identity;
+pub use quic::{Client, ClientOptions, EndpointError, Server, ServerOptions};
+pub use registry::{Handler, Registry, RegistryError};
+pub use tls::{Fingerprint, ServerVerification, TlsIdentity};

@@ -1,0 +1,318 @@
+//! QUIC endpoints: a [`Server`] that accepts call-protocol connections and a [`Client`] that
+//! dials them. Both produce the same symmetric [`Connection`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::ProtocolConfig;
+use crate::connection::{CLOSE_NORMAL, Connection, NodeShared};
+use crate::registry::Registry;
+use crate::tls::{self, ALPN_CALL, Fingerprint, ServerVerification, TlsError, TlsIdentity};
+
+/// QUIC application error code for a connection refused because of its ALPN.
+const CLOSE_BAD_ALPN: u32 = 2;
+
+/// Why an endpoint could not start or a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The UDP socket could not be bound.
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The QUIC configuration was rejected.
+    #[error("invalid QUIC configuration: {0}")]
+    Config(String),
+    /// The connection attempt failed.
+    #[error("could not connect to {addr}: {reason}")]
+    Connect {
+        /// The server.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn transport_config(config: &ProtocolConfig) -> Result<quinn::TransportConfig, EndpointError> {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(config.max_concurrent_streams.into())
+        .max_concurrent_uni_streams(0u8.into())
+        .keep_alive_interval(Some(config.keep_alive))
+        .max_idle_timeout(Some(
+            config
+                .idle_timeout
+                .try_into()
+                .map_err(|_| EndpointError::Config("idle_timeout is too large".into()))?,
+        ));
+    Ok(transport)
+}
+
+/// How a server presents itself and what it serves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// UDP address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The certificate; `None` generates a self-signed one for `localhost`.
+    pub identity: Option<TlsIdentity>,
+    /// Protocol settings.
+    pub protocol: ProtocolConfig,
+}
+
+impl ServerOptions {
+    /// Defaults (self-signed certificate, default protocol settings) on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            identity: None,
+            protocol: ProtocolConfig::default(),
+        }
+    }
+}
+
+/// A node accepting call-protocol connections.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    shared: Arc<NodeShared>,
+    fingerprint: Fingerprint,
+    connections: Arc<Mutex<HashMap<usize, Connection>>>,
+    accept_task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the socket and starts accepting connections in the background.
+    pub fn bind(registry: Registry, options: ServerOptions) -> Result<Server, EndpointError> {
+        let identity = match options.identity {
+            Some(identity) => identity,
+            None => TlsIdentity::self_signed(&["localhost", "127.0.0.1", "::1"])?,
+        };
+        let crypto = tls::server_crypto(&identity, &[ALPN_CALL])?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+            .map_err(|e| EndpointError::Config(e.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server_config.transport_config(Arc::new(transport_config(&options.protocol)?));
+        let endpoint =
+            quinn::Endpoint::server(server_config, options.listen).map_err(|source| {
+                EndpointError::Bind {
+                    addr: options.listen,
+                    source,
+                }
+            })?;
+        let shared = NodeShared::new(Arc::new(registry), options.protocol);
+        let connections = Arc::new(Mutex::new(HashMap::new()));
+        let accept_task = tokio::spawn(accept_connections(
+            endpoint.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&connections),
+        ));
+        Ok(Server {
+            endpoint,
+            shared,
+            fingerprint: identity.fingerprint(),
+            connections,
+            accept_task,
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    /// The fingerprint clients pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The connections currently open. Each can call operations its client registered.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Stops gracefully: refuses new connections and new requests, ends subscriptions with
+    /// `INTERNAL` "server shutting down", lets running queries/mutations finish within `grace`
+    /// (then answers them with the same error), flushes every answer and closes.
+    pub async fn shutdown(self, grace: Duration) {
+        info!("shutting down");
+        self.endpoint.set_server_config(None);
+        self.shared.shutdown.cancel();
+        self.accept_task.abort();
+        let connections = self.connections();
+        for connection in &connections {
+            connection.release_call_streams().await;
+        }
+        self.shared.tracker.close();
+        if tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("grace period over: answering the calls still running");
+            self.shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.tracker.wait()).await;
+        }
+        self.endpoint
+            .close(CLOSE_NORMAL.into(), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        drop(connections);
+    }
+}
+
+async fn accept_connections(
+    endpoint: quinn::Endpoint,
+    shared: Arc<NodeShared>,
+    connections: Arc<Mutex<HashMap<usize, Connection>>>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = Arc::clone(&shared);
+        let connections = Arc::clone(&connections);
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let quic = match incoming.await {
+                Ok(quic) => quic,
+                Err(error) => {
+                    debug!(%remote, %error, "handshake failed");
+                    return;
+                }
+            };
+            if negotiated_alpn(&quic).as_deref() != Some(ALPN_CALL) {
+                quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN");
+                return;
+            }
+            debug!(%remote, "connection accepted");
+            let id = quic.stable_id();
+            let connection = Connection::start(quic, shared, None);
+            connections
+                .lock()
+                .expect("connections lock")
+                .insert(id, connection.clone());
+            connection.closed().await;
+            connections.lock().expect("connections lock").remove(&id);
+        });
+    }
+}
+
+fn negotiated_alpn(quic: &quinn::Connection) -> Option<Vec<u8>> {
+    quic.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// How a client dials and what it offers the server to call back.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How the server's certificate is checked.
+    pub verification: ServerVerification,
+    /// A client certificate to present, if any.
+    pub identity: Option<TlsIdentity>,
+    /// Protocol settings.
+    pub protocol: ProtocolConfig,
+}
+
+impl ClientOptions {
+    /// Defaults with the given server verification.
+    pub fn new(verification: ServerVerification) -> Self {
+        Self {
+            verification,
+            identity: None,
+            protocol: ProtocolConfig::default(),
+        }
+    }
+}
+
+/// A dialling endpoint. One client can open many connections; each can call the server, and the
+/// server can call the operations in the client's registry.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    shared: Arc<NodeShared>,
+    config: quinn::ClientConfig,
+}
+
+impl Client {
+    /// A client serving no operations of its own (besides discovery).
+    pub fn new(options: ClientOptions) -> Result<Client, EndpointError> {
+        Self::with_registry(Registry::new(), options)
+    }
+
+    /// A client whose `registry` the servers it connects to may call.
+    pub fn with_registry(
+        registry: Registry,
+        options: ClientOptions,
+    ) -> Result<Client, EndpointError> {
+        let crypto =
+            tls::client_crypto(&options.verification, options.identity.as_ref(), ALPN_CALL)?;
+        Self::from_crypto(registry, crypto, options.protocol)
+    }
+
+    pub(crate) fn from_crypto(
+        registry: Registry,
+        crypto: rustls::ClientConfig,
+        protocol: ProtocolConfig,
+    ) -> Result<Client, EndpointError> {
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| EndpointError::Config(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(transport_config(&protocol)?));
+        let endpoint = bind_client_endpoint()?;
+        Ok(Client {
+            endpoint,
+            shared: NodeShared::new(Arc::new(registry), protocol),
+            config,
+        })
+    }
+
+    /// Closes every connection of this client and waits up to `timeout` for the peers to hear
+    /// about it, so servers release their state at once instead of at the idle timeout.
+    pub async fn wait_idle(&self, timeout: Duration) {
+        self.endpoint.close(CLOSE_NORMAL.into(), b"client closed");
+        let _ = tokio::time::timeout(timeout, self.endpoint.wait_idle()).await;
+    }
+
+    /// Connects to `addr`, checking the certificate for `server_name` (any name works when
+    /// pinning a fingerprint).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<Connection, EndpointError> {
+        let connect_error = |reason: String| EndpointError::Connect { addr, reason };
+        let connecting = self
+            .endpoint
+            .connect_with(self.config.clone(), addr, server_name)
+            .map_err(|e| connect_error(e.to_string()))?;
+        let quic = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+        if negotiated_alpn(&quic).as_deref() != Some(ALPN_CALL) {
+            quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN");
+            return Err(connect_error(
+                "the server did not agree on ALPN alknet/call".into(),
+            ));
+        }
+        Ok(Connection::start(quic, Arc::clone(&self.shared), None))
+    }
+}
+
+fn bind_client_endpoint() -> Result<quinn::Endpoint, EndpointError> {
+    let v6: SocketAddr = (std::net::Ipv6Addr::UNSPECIFIED, 0).into();
+    let v4: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+    quinn::Endpoint::client(v6)
+        .or_else(|_| quinn::Endpoint::client(v4))
+        .map_err(|source| EndpointError::Bind { addr: v4, source })
+}

@@ -1,0 +1,300 @@
+//! The operation registry: specs, compiled input validators and handlers.
+//!
+//! A [`Registry`] is filled before serving and then shared read-only by every connection. Each
+//! registration is checked: the spec against the IR rules, the handler kind against `op_type`,
+//! the input schema by compiling it, and the name against duplicates. Discovery
+//! (`services/list`, `services/schema`) is built in.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use alknet_spec::{OpType, OperationSpec, SpecBundle, SpecError};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::context::Context;
+use crate::error::CallError;
+
+/// The future a query/mutation handler returns.
+pub type UnaryFuture = BoxFuture<'static, Result<Value, CallError>>;
+/// The stream of items a subscription produces. An `Err` item ends it.
+pub type ItemStream = BoxStream<'static, Result<Value, CallError>>;
+/// The future a subscription handler returns: setup that may fail, then the stream.
+pub type StreamFuture = BoxFuture<'static, Result<ItemStream, CallError>>;
+
+type UnaryFn = dyn Fn(Context, Value) -> UnaryFuture + Send + Sync;
+type SubscriptionFn = dyn Fn(Context, Value) -> StreamFuture + Send + Sync;
+
+/// The code behind an operation. Its kind must match the spec's `op_type`.
+#[derive(Clone)]
+pub enum Handler {
+    /// A query or mutation: one input, one output.
+    Unary(Arc<UnaryFn>),
+    /// A subscription: one input, a stream of outputs.
+    Subscription(Arc<SubscriptionFn>),
+}
+
+impl Handler {
+    /// A query/mutation handler over JSON values.
+    pub fn unary<F, Fut>(f: F) -> Self
+    where
+        F: Fn(Context, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CallError>> + Send + 'static,
+    {
+        Handler::Unary(Arc::new(move |ctx, input| f(ctx, input).boxed()))
+    }
+
+    /// A subscription handler over JSON values.
+    pub fn subscription<F, Fut, S>(f: F) -> Self
+    where
+        F: Fn(Context, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, CallError>> + Send + 'static,
+        S: Stream<Item = Result<Value, CallError>> + Send + 'static,
+    {
+        Handler::Subscription(Arc::new(move |ctx, input| {
+            f(ctx, input).map(|r| r.map(StreamExt::boxed)).boxed()
+        }))
+    }
+
+    /// A query/mutation handler over serde types: the input is deserialized (after schema
+    /// validation) and the output serialized.
+    pub fn typed_unary<I, O, F, Fut>(f: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, CallError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler::unary(move |ctx, input| {
+            let f = Arc::clone(&f);
+            async move {
+                let input = from_input::<I>(input)?;
+                to_output(f(ctx, input).await?)
+            }
+        })
+    }
+
+    /// A subscription handler over serde types.
+    pub fn typed_subscription<I, O, F, Fut, S>(f: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(Context, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, CallError>> + Send + 'static,
+        S: Stream<Item = Result<O, CallError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Handler::subscription(move |ctx, input| {
+            let f = Arc::clone(&f);
+            async move {
+                let input = from_input::<I>(input)?;
+                let stream = f(ctx, input).await?;
+                Ok(stream.map(|item| item.and_then(to_output)))
+            }
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Handler::Unary(_) => "query/mutation",
+            Handler::Subscription(_) => "subscription",
+        }
+    }
+}
+
+fn from_input<I: DeserializeOwned>(input: Value) -> Result<I, CallError> {
+    serde_json::from_value(input).map_err(|e| {
+        CallError::invalid_input(format!("input does not match the handler's type: {e}"), "")
+    })
+}
+
+fn to_output<O: Serialize>(output: O) -> Result<Value, CallError> {
+    serde_json::to_value(output)
+        .map_err(|e| CallError::internal(format!("output could not be serialized: {e}")))
+}
+
+/// Why an operation could not be registered. Registration happens at startup, so these are
+/// configuration errors to fix, not conditions to handle at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The spec breaks the IR rules.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The name is already registered.
+    #[error("operation `{0}` is already registered")]
+    Duplicate(String),
+    /// The `services/` namespace belongs to discovery.
+    #[error("operation `{0}`: the `services` namespace is reserved for discovery")]
+    Reserved(String),
+    /// A subscription handler for a query/mutation spec, or the reverse.
+    #[error("operation `{name}` is a {op_type} but its handler is a {handler} handler")]
+    KindMismatch {
+        /// The operation.
+        name: String,
+        /// Its declared kind.
+        op_type: &'static str,
+        /// The kind of handler given.
+        handler: &'static str,
+    },
+    /// The input schema does not compile.
+    #[error("operation `{name}`: input_schema is not a valid JSON Schema 2020-12: {message}")]
+    BadInputSchema {
+        /// The operation.
+        name: String,
+        /// What the compiler said.
+        message: String,
+    },
+}
+
+/// A registered operation: its spec, compiled input validator and handler.
+pub struct Operation {
+    spec: OperationSpec,
+    validator: Option<jsonschema::Validator>,
+    handler: Handler,
+}
+
+impl Operation {
+    /// The operation's spec.
+    pub fn spec(&self) -> &OperationSpec {
+        &self.spec
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &Handler {
+        &self.handler
+    }
+
+    /// Checks `input` against the input schema: `INVALID_INPUT` naming the failing JSON pointer.
+    pub fn validate_input(&self, input: &Value) -> Result<(), CallError> {
+        let Some(validator) = &self.validator else {
+            return Ok(());
+        };
+        match validator.validate(input) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let pointer = error.instance_path().as_str().to_owned();
+                let at = if pointer.is_empty() { "/" } else { &pointer };
+                Err(CallError::invalid_input(
+                    format!("input at `{at}`: {}", error.masked()),
+                    pointer,
+                ))
+            }
+        }
+    }
+}
+
+/// Operations by name. Build it, then hand it to a server or client.
+pub struct Registry {
+    operations: HashMap<String, Arc<Operation>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry holding only the built-in discovery operations.
+    pub fn new() -> Self {
+        let mut registry = Registry {
+            operations: HashMap::new(),
+        };
+        for (spec, handler) in crate::discovery::builtins() {
+            registry
+                .insert(spec, handler)
+                .expect("built-in operations are valid");
+        }
+        registry
+    }
+
+    /// Registers an operation.
+    pub fn register(&mut self, spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+        if spec.namespace == "services" || spec.name.starts_with("services/") {
+            return Err(RegistryError::Reserved(spec.name));
+        }
+        self.insert(spec, handler)
+    }
+
+    fn insert(&mut self, mut spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+        spec.normalize();
+        spec.validate()?;
+        let matches = matches!(
+            (&handler, spec.op_type),
+            (Handler::Unary(_), OpType::Query | OpType::Mutation)
+                | (Handler::Subscription(_), OpType::Subscription)
+        );
+        if !matches {
+            return Err(RegistryError::KindMismatch {
+                name: spec.name,
+                op_type: spec.op_type.as_str(),
+                handler: handler.kind(),
+            });
+        }
+        if self.operations.contains_key(&spec.name) {
+            return Err(RegistryError::Duplicate(spec.name));
+        }
+        let validator = compile_input_schema(&spec)?;
+        let name = spec.name.clone();
+        self.operations.insert(
+            name,
+            Arc::new(Operation {
+                spec,
+                validator,
+                handler,
+            }),
+        );
+        Ok(())
+    }
+
+    /// The operation with this registry name (no leading slash), internal ones included.
+    pub fn get(&self, name: &str) -> Option<&Arc<Operation>> {
+        self.operations.get(name)
+    }
+
+    /// Every registered operation, built-ins included, in name order.
+    pub fn operations(&self) -> Vec<&Arc<Operation>> {
+        let mut ops: Vec<_> = self.operations.values().collect();
+        ops.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        ops
+    }
+
+    /// The spec bundle of the registered operations (internal ones included, discovery
+    /// built-ins excluded): the input of `alknet-codegen`.
+    pub fn spec_bundle(&self) -> SpecBundle {
+        SpecBundle::new(
+            self.operations
+                .values()
+                .filter(|op| !crate::discovery::is_builtin(&op.spec.name))
+                .map(|op| op.spec.clone()),
+        )
+        .expect("registered specs are valid and unique")
+    }
+}
+
+fn compile_input_schema(
+    spec: &OperationSpec,
+) -> Result<Option<jsonschema::Validator>, RegistryError> {
+    let accepts_anything = match &spec.input_schema {
+        Value::Bool(true) => true,
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    };
+    if accepts_anything {
+        return Ok(None);
+    }
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&spec.input_schema)
+        .map(Some)
+        .map_err(|e| RegistryError::BadInputSchema {
+            name: spec.name.clone(),
+            message: e.to_string(),
+        })
+}

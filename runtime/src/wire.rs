@@ -1,0 +1,484 @@
+//! The alknet call protocol on the wire (design §4.1–§4.2).
+//!
+//! Every message is one [`EventEnvelope`] — `{"type", "id", "payload"}` — framed as a 4-byte
+//! big-endian length followed by that many bytes of UTF-8 JSON. [`Message`] is the typed form the
+//! runtime works with; [`FrameReader`] and [`encode_frame`] move it on and off a byte stream.
+//!
+//! Limits are enforced before allocation: a zero length or a length above the configured maximum
+//! ([`DEFAULT_MAX_FRAME_LEN`] unless configured) is refused after reading only the 4-byte prefix.
+
+use std::borrow::Cow;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::CallError;
+
+/// Default largest frame body accepted or sent: 16 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+
+/// The `type` strings of the five events.
+pub mod event_type {
+    /// A caller asks for an operation.
+    pub const REQUESTED: &str = "call.requested";
+    /// One output (the only one for query/mutation; one item for a subscription).
+    pub const RESPONDED: &str = "call.responded";
+    /// A subscription ended naturally.
+    pub const COMPLETED: &str = "call.completed";
+    /// Cancel the request with this id.
+    pub const ABORTED: &str = "call.aborted";
+    /// The request failed; nothing follows.
+    pub const ERROR: &str = "call.error";
+}
+
+/// The untyped envelope exactly as it appears on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// One of [`event_type`].
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Correlates a request with its answers.
+    pub id: String,
+    /// Event-specific content.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The payload of `call.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRequested {
+    /// The operation, with a leading `/` (`/math/add`); the bare registry form is accepted too.
+    #[serde(rename = "operationId")]
+    pub operation_id: String,
+    /// The input; `null` when absent.
+    #[serde(default)]
+    pub input: Value,
+    /// A token that, when it resolves, replaces the connection's identity for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+    /// Relative deadline; the callee uses `min(timeout_ms, its own default)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// alknet extension: whether the caller expects a stream (`true`: subscription) or a single
+    /// answer (`false`: query/mutation). Absent: the operation's own kind decides. A mismatch is
+    /// answered with `INVALID_OPERATION_TYPE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// A typed event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `call.requested`.
+    Requested(CallRequested),
+    /// `call.responded` with its output.
+    Responded(Value),
+    /// `call.completed`.
+    Completed,
+    /// `call.aborted`.
+    Aborted,
+    /// `call.error`.
+    Error(CallError),
+}
+
+impl Event {
+    /// The wire `type` of this event.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::Requested(_) => event_type::REQUESTED,
+            Event::Responded(_) => event_type::RESPONDED,
+            Event::Completed => event_type::COMPLETED,
+            Event::Aborted => event_type::ABORTED,
+            Event::Error(_) => event_type::ERROR,
+        }
+    }
+}
+
+/// One typed envelope: an id and its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The request id this message belongs to.
+    pub id: String,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Why a frame could not be read. Every variant ends the stream it happened on.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// A length prefix of zero.
+    #[error("zero-length frame")]
+    ZeroLength,
+    /// A length prefix above the limit; the body was not read.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: u32,
+        /// The configured limit.
+        max: u32,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// The underlying stream failed.
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a frame body is not a message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or JSON that is not an envelope (`type` and `id` strings).
+    #[error("not an event envelope: {0}")]
+    NotEnvelope(#[from] serde_json::Error),
+    /// A known event type whose payload has the wrong shape. The id is known, so the request
+    /// can be answered with an error instead of ending the stream.
+    #[error("malformed `{event_type}` payload: {reason}")]
+    BadPayload {
+        /// The envelope id.
+        id: String,
+        /// The event type.
+        event_type: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+    /// A well-formed envelope of an event type this runtime does not know.
+    #[error("unknown event type `{event_type}`")]
+    UnknownType {
+        /// The envelope id.
+        id: String,
+        /// The type it carried.
+        event_type: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RespondedPayload {
+    #[serde(default)]
+    output: Value,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, P> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    id: &'a str,
+    payload: P,
+}
+
+#[derive(Serialize)]
+struct OutputPayload<'a> {
+    output: &'a Value,
+}
+
+#[derive(Serialize)]
+struct EmptyPayload {}
+
+impl Message {
+    /// A message.
+    pub fn new(id: impl Into<String>, event: Event) -> Self {
+        Self {
+            id: id.into(),
+            event,
+        }
+    }
+
+    /// Parses one frame body (the JSON, without its length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let raw: RawEnvelope<'_> = serde_json::from_slice(body)?;
+        let payload = raw.payload.map(RawValue::get).unwrap_or("null");
+        let id = raw.id.into_owned();
+        fn parse<T: for<'de> Deserialize<'de>>(
+            id: &str,
+            event_type: &'static str,
+            payload: &str,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_str(payload).map_err(|e| DecodeError::BadPayload {
+                id: id.to_owned(),
+                event_type,
+                reason: e.to_string(),
+            })
+        }
+        let event = match raw.event_type.as_ref() {
+            event_type::REQUESTED => Event::Requested(parse(&id, event_type::REQUESTED, payload)?),
+            event_type::RESPONDED => {
+                let p: RespondedPayload = parse(&id, event_type::RESPONDED, payload)?;
+                Event::Responded(p.output)
+            }
+            event_type::COMPLETED => Event::Completed,
+            event_type::ABORTED => Event::Aborted,
+            event_type::ERROR => Event::Error(parse(&id, event_type::ERROR, payload)?),
+            other => {
+                return Err(DecodeError::UnknownType {
+                    id,
+                    event_type: other.to_owned(),
+                });
+            }
+        };
+        Ok(Message { id, event })
+    }
+
+    /// Writes the JSON body (no length prefix) into `out`.
+    pub fn write_json(&self, out: &mut impl std::io::Write) -> serde_json::Result<()> {
+        let id = self.id.as_str();
+        let event_type = self.event.event_type();
+        match &self.event {
+            Event::Requested(p) => serde_json::to_writer(
+                out,
+                &EnvelopeOut {
+                    event_type,
+                    id,
+                    payload: p,
+                },
+            ),
+            Event::Responded(output) => serde_json::to_writer(
+                out,
+                &EnvelopeOut {
+                    event_type,
+                    id,
+                    payload: OutputPayload { output },
+                },
+            ),
+            Event::Completed | Event::Aborted => serde_json::to_writer(
+                out,
+                &EnvelopeOut {
+                    event_type,
+                    id,
+                    payload: EmptyPayload {},
+                },
+            ),
+            Event::Error(e) => serde_json::to_writer(
+                out,
+                &EnvelopeOut {
+                    event_type,
+                    id,
+                    payload: e,
+                },
+            ),
+        }
+    }
+
+    /// The JSON body as bytes (one WebSocket message, no length prefix).
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.write_json(&mut out)
+            .expect("serializing JSON values into memory cannot fail");
+        out
+    }
+
+    /// The untyped envelope.
+    pub fn to_envelope(&self) -> EventEnvelope {
+        serde_json::from_slice(&self.to_json_bytes()).expect("a message is always an envelope")
+    }
+}
+
+/// Encodes `message` as one frame (length prefix + JSON) appended to `buf`.
+///
+/// Fails without touching `buf` when the body would exceed `max_len`, so the caller can send an
+/// error instead of a frame the peer would refuse.
+pub fn encode_frame_into(
+    message: &Message,
+    buf: &mut BytesMut,
+    max_len: u32,
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.put_u32(0);
+    message
+        .write_json(&mut (&mut *buf).writer())
+        .expect("serializing JSON values into memory cannot fail");
+    let body_len = buf.len() - start - 4;
+    if body_len > max_len as usize {
+        buf.truncate(start);
+        return Err(FrameError::TooLarge {
+            len: u32::try_from(body_len).unwrap_or(u32::MAX),
+            max: max_len,
+        });
+    }
+    buf[start..start + 4].copy_from_slice(&(body_len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Encodes `message` as one frame.
+pub fn encode_frame(message: &Message, max_len: u32) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::with_capacity(128);
+    encode_frame_into(message, &mut buf, max_len)?;
+    Ok(buf.freeze())
+}
+
+/// Reads length-prefixed frames from a byte stream.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_len: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader refusing frames above `max_len` bytes.
+    pub fn new(inner: R, max_len: u32) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::with_capacity(8 * 1024),
+            max_len,
+        }
+    }
+
+    /// Gives back the underlying stream.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// The next frame body, or `None` when the stream ends cleanly between frames.
+    ///
+    /// The length prefix is checked before the body is buffered, so a hostile prefix costs four
+    /// bytes, never an allocation of its size.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                if len == 0 {
+                    return Err(FrameError::ZeroLength);
+                }
+                if len > self.max_len {
+                    return Err(FrameError::TooLarge {
+                        len,
+                        max: self.max_len,
+                    });
+                }
+                let total = 4 + len as usize;
+                if self.buf.len() >= total {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len as usize).freeze()));
+                }
+                // Reserve exactly what the announced (and already bounded) frame still needs.
+                self.buf.reserve(total - self.buf.len());
+            } else if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8 * 1024);
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn all_messages() -> Vec<Message> {
+        vec![
+            Message::new(
+                "1",
+                Event::Requested(CallRequested {
+                    operation_id: "/demo/add".into(),
+                    input: json!({"a": 1, "b": 2}),
+                    auth_token: Some("t".into()),
+                    timeout_ms: Some(5),
+                    stream: Some(false),
+                }),
+            ),
+            Message::new("2", Event::Responded(json!({"sum": 3}))),
+            Message::new("3", Event::Completed),
+            Message::new("4", Event::Aborted),
+            Message::new("5", Event::Error(CallError::invalid_input("bad", "/a"))),
+        ]
+    }
+
+    #[test]
+    fn envelopes_round_trip() {
+        for message in all_messages() {
+            let bytes = message.to_json_bytes();
+            assert_eq!(Message::decode(&bytes).unwrap(), message);
+            let envelope = message.to_envelope();
+            assert_eq!(envelope.event_type, message.event.event_type());
+        }
+        let requested = all_messages()[0].to_envelope();
+        assert_eq!(requested.payload["operationId"], "/demo/add");
+        assert_eq!(all_messages()[2].to_envelope().payload, json!({}));
+    }
+
+    #[test]
+    fn decode_errors_are_classified() {
+        assert!(matches!(
+            Message::decode(b"not json"),
+            Err(DecodeError::NotEnvelope(_))
+        ));
+        assert!(matches!(
+            Message::decode(br#"[1, 2]"#),
+            Err(DecodeError::NotEnvelope(_))
+        ));
+        assert!(matches!(
+            Message::decode(br#"{"type": "call.requested", "id": "9", "payload": {"input": 1}}"#),
+            Err(DecodeError::BadPayload { id, .. }) if id == "9"
+        ));
+        assert!(matches!(
+            Message::decode(br#"{"type": "call.weird", "id": "9", "payload": {}}"#),
+            Err(DecodeError::UnknownType { .. })
+        ));
+        // Escaped strings still decode (Cow falls back to owned).
+        let m = Message::decode(br#"{"type": "call.completed", "id": "a\"b"}"#).unwrap();
+        assert_eq!(m.id, "a\"b");
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_limits() {
+        let mut wire = BytesMut::new();
+        for message in all_messages() {
+            encode_frame_into(&message, &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        }
+        let mut reader = FrameReader::new(&wire[..], DEFAULT_MAX_FRAME_LEN);
+        for message in all_messages() {
+            let body = reader.next_frame().await.unwrap().unwrap();
+            assert_eq!(Message::decode(&body).unwrap(), message);
+        }
+        assert!(reader.next_frame().await.unwrap().is_none());
+
+        let zero = [0u8, 0, 0, 0, b'x'];
+        let mut reader = FrameReader::new(&zero[..], 100);
+        assert!(matches!(
+            reader.next_frame().await,
+            Err(FrameError::ZeroLength)
+        ));
+
+        let huge = [0x80u8, 0, 0, 0];
+        let mut reader = FrameReader::new(&huge[..], DEFAULT_MAX_FRAME_LEN);
+        assert!(
+            matches!(reader.next_frame().await, Err(FrameError::TooLarge { len, .. }) if len == 0x8000_0000)
+        );
+        assert!(
+            reader.buf.capacity() < 64 * 1024,
+            "no allocation of the announced size"
+        );
+
+        let truncated = [0u8, 0, 0, 10, b'{'];
+        let mut reader = FrameReader::new(&truncated[..], 100);
+        assert!(matches!(
+            reader.next_frame().await,
+            Err(FrameError::Truncated)
+        ));
+
+        let big = Message::new("x", Event::Responded(json!("y".repeat(200))));
+        assert!(matches!(
+            encode_frame(&big, 100),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+}
