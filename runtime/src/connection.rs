@@ -218,6 +218,12 @@ impl Connection {
         &self.inner().quic
     }
 
+    /// How many streams this side has run on the connection so far, opened or accepted. Calls
+    /// share a few long-lived streams, so this grows with subscriptions, not with calls.
+    pub fn streams_started(&self) -> u64 {
+        self.inner().next_stream_key.load(Ordering::Relaxed)
+    }
+
     /// Closes the connection now. Pending calls on both sides fail with "connection closed".
     pub fn close(&self) {
         self.inner().quic.close(CLOSE_NORMAL.into(), b"closed");
@@ -473,12 +479,7 @@ impl ConnInner {
         let token = self.cancel.child_token();
         let reader_done = CancellationToken::new();
         let tracker = &self.shared.tracker;
-        tracker.spawn(write_frames(
-            send,
-            rx,
-            token.clone(),
-            self.shared.hard_stop.clone(),
-        ));
+        tracker.spawn(write_frames(send, rx, token.clone()));
         tracker.spawn(Arc::clone(self).read_frames(
             recv,
             key,
@@ -503,11 +504,15 @@ impl ConnInner {
         reader_done: CancellationToken,
     ) {
         let mut reader = FrameReader::new(recv, self.config().max_frame_len);
+        let mut shutting_down = false;
         let malformed = loop {
             let frame = tokio::select! {
                 biased;
                 _ = token.cancelled() => break None,
-                _ = self.shared.shutdown.cancelled() => break None,
+                _ = self.shared.shutdown.cancelled() => {
+                    shutting_down = true;
+                    break None;
+                }
                 frame = reader.next_frame() => frame,
             };
             let body = match frame {
@@ -539,6 +544,16 @@ impl ConnInner {
             let _ = recv.stop(STREAM_PROTOCOL_ERROR.into());
             // Resets the send side and aborts every handler started from this stream.
             token.cancel();
+        } else if shutting_down {
+            // Dropping an unfinished receive stream tells the peer to stop sending, and its
+            // writes would fail, failing calls we are still about to answer. Keep the stream
+            // open, unread, until the connection closes.
+            let recv = reader.into_inner();
+            let closed = self.cancel.clone();
+            tokio::spawn(async move {
+                closed.cancelled().await;
+                drop(recv);
+            });
         }
         self.fail_pending(|p| p.stream_key == key);
     }
@@ -854,12 +869,12 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-/// Writes queued frames to a stream, coalescing whatever is queued into one QUIC write.
+/// Writes queued frames to a stream, coalescing whatever is queued into one QUIC write. Ends
+/// when every sender is gone (all answers written), or at once when the stream is cancelled.
 async fn write_frames(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<Bytes>,
     token: CancellationToken,
-    hard_stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
@@ -869,7 +884,6 @@ async fn write_frames(
                 let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
                 return;
             }
-            _ = hard_stop.cancelled() => 0,
             received = rx.recv_many(&mut batch, WRITE_BATCH) => received,
         };
         if received == 0 {

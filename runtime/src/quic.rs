@@ -97,7 +97,7 @@ impl Server {
             Some(identity) => identity,
             None => TlsIdentity::self_signed(&["localhost", "127.0.0.1", "::1"])?,
         };
-        let crypto = tls::server_crypto(&identity, &[ALPN_CALL])?;
+        let crypto = tls::server_config(&identity, &[ALPN_CALL])?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| EndpointError::Config(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -258,7 +258,7 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Client, EndpointError> {
         let crypto =
-            tls::client_crypto(&options.verification, options.identity.as_ref(), ALPN_CALL)?;
+            tls::client_config(&options.verification, options.identity.as_ref(), ALPN_CALL)?;
         Self::from_crypto(registry, crypto, options.protocol)
     }
 

@@ -213,8 +213,9 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The rustls server configuration for one ALPN set.
-pub(crate) fn server_crypto(
+/// The rustls server configuration alknet uses, for the given ALPN protocols. Public so tools
+/// and tests can speak the protocol over a bare QUIC stack.
+pub fn server_config(
     identity: &TlsIdentity,
     alpns: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsError> {
@@ -226,8 +227,9 @@ pub(crate) fn server_crypto(
     Ok(config)
 }
 
-/// The rustls client configuration for one ALPN.
-pub(crate) fn client_crypto(
+/// The rustls client configuration alknet uses, offering one ALPN protocol. Public so tools and
+/// tests can speak the protocol over a bare QUIC stack.
+pub fn client_config(
     verification: &ServerVerification,
     client_identity: Option<&TlsIdentity>,
     alpn: &[u8],
@@ -353,7 +355,7 @@ mod tests {
         std::fs::write(dir.join("k.pem"), &key).unwrap();
         let read = TlsIdentity::from_pem_files(&dir.join("c.pem"), &dir.join("k.pem")).unwrap();
         assert_eq!(read.fingerprint(), identity.fingerprint());
-        server_crypto(&read, &[ALPN_CALL]).unwrap();
+        server_config(&read, &[ALPN_CALL]).unwrap();
         let err = TlsIdentity::from_pem_files(&dir.join("missing.pem"), &dir.join("k.pem"))
             .unwrap_err()
             .to_string();

@@ -1,0 +1,785 @@
+//! The call protocol over real QUIC on loopback: every sequence of design §4.3, pipelining,
+//! aborts, deadlines, connection loss, panics, frame limits, ALPN, malformed frames, and the
+//! symmetric direction.
+
+mod common;
+
+use std::time::Duration;
+
+use alknet::spec::{OpType, OperationSpec};
+use alknet::wire::{Event, Message};
+use alknet::{CallError, CallOptions, Client, ClientOptions, Handler, ProtocolConfig, Registry};
+use common::{RawStream, TestNode, requested, requested_with_timeout};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const SHORT: Duration = Duration::from_millis(300);
+const LONG: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_and_mutation_answer_once() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    assert_eq!(
+        conn.call("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+    assert_eq!(
+        conn.call("/demo/add", json!({"a": 1.5, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3.5})
+    );
+    let echo = json!({"nested": [1, "two", {"three": null}]});
+    assert_eq!(conn.call("demo/echo", echo.clone()).await.unwrap(), echo);
+
+    // On the wire: exactly one `responded`, never a `completed`.
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("q1", "/demo/add", json!({"a": 2, "b": 3})))
+        .await;
+    let answer = stream.next().await;
+    assert_eq!(
+        answer,
+        Message::new("q1", Event::Responded(json!({"sum": 5})))
+    );
+    assert!(
+        stream.next_within(SHORT).await.is_none(),
+        "nothing after the answer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_follow_the_protocol_codes() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+
+    let declared = conn
+        .call("demo/fail", json!({"reason": "because"}))
+        .await
+        .unwrap_err();
+    assert_eq!(declared.code, "DEMO_FAILED");
+    assert_eq!(declared.details, Some(json!({"reason": "because"})));
+    assert!(!declared.retryable);
+
+    let undeclared = conn.call("test/undeclared", json!({})).await.unwrap_err();
+    assert_eq!(undeclared.code, "INTERNAL");
+    assert_eq!(
+        undeclared.details,
+        Some(json!({"code": "NOT_DECLARED", "details": {"k": "v"}}))
+    );
+
+    for missing in [
+        "nope/nothing",
+        "demo/secret",
+        "not a name",
+        "services/absent",
+    ] {
+        let err = conn.call(missing, json!({})).await.unwrap_err();
+        assert_eq!(err.code, "NOT_FOUND", "{missing}");
+    }
+
+    let invalid = conn
+        .call("demo/add", json!({"a": "one", "b": 2}))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code, "INVALID_INPUT");
+    assert_eq!(invalid.details, Some(json!({"pointer": "/a"})));
+    let missing_field = conn.call("demo/add", json!({"a": 1})).await.unwrap_err();
+    assert_eq!(missing_field.code, "INVALID_INPUT");
+
+    let wrong_kind = conn
+        .call("demo/ticks", json!({"count": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_kind.code, "INVALID_OPERATION_TYPE");
+    let mut wrong_kind = conn
+        .subscribe("demo/add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong_kind.next().await.unwrap().unwrap_err().code,
+        "INVALID_OPERATION_TYPE"
+    );
+    assert!(wrong_kind.next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_items_then_completed() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let items: Vec<Value> = conn
+        .subscribe("demo/ticks", json!({"count": 500}))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let expected: Vec<Value> = (1..=500).map(|n| json!({"n": n})).collect();
+    assert_eq!(items, expected);
+
+    let empty: Vec<_> = conn
+        .subscribe("demo/ticks", json!({"count": 0}))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(empty.is_empty());
+
+    // On the wire: items, then `completed`, then nothing.
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("s1", "/demo/ticks", json!({"count": 3})))
+        .await;
+    for n in 1..=3 {
+        assert_eq!(
+            stream.next().await,
+            Message::new("s1", Event::Responded(json!({"n": n})))
+        );
+    }
+    assert_eq!(stream.next().await, Message::new("s1", Event::Completed));
+    assert!(stream.next_within(SHORT).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_error_is_terminal() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let items: Vec<_> = conn
+        .subscribe("test/fail_stream", json!({}))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(items[1].as_ref().unwrap(), &json!({"n": 2}));
+    assert_eq!(items[2].as_ref().unwrap_err().code, "STREAM_BROKE");
+
+    // Dispatch failures on a subscription are one `error` and nothing else.
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    for (id, op, input) in [
+        ("e1", "/nope/nothing", json!({})),
+        ("e2", "/demo/ticks", json!({"count": "many"})),
+        ("e3", "/demo/secret", json!({})),
+    ] {
+        stream.send(&requested(id, op, input)).await;
+        let answer = stream.next().await;
+        assert_eq!(answer.id, id);
+        assert!(matches!(answer.event, Event::Error(_)), "{answer:?}");
+    }
+    stream
+        .send(&requested("s", "/test/fail_stream", json!({})))
+        .await;
+    let mut kinds = Vec::new();
+    while let Some(message) = stream.next_within(SHORT).await {
+        kinds.push(message.event.event_type());
+    }
+    assert_eq!(kinds, ["call.responded", "call.responded", "call.error"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_share_a_few_streams() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let calls = (0..1000).map(|i| {
+        let conn = conn.clone();
+        async move { conn.call("demo/add", json!({"a": i, "b": 1})).await }
+    });
+    let results = join_all(calls).await;
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(result.unwrap(), json!({"sum": i + 1}));
+    }
+    let streams = conn.streams_started();
+    assert!(
+        streams <= ProtocolConfig::default().call_streams as u64,
+        "1000 calls used {streams} streams"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_subscriptions_and_calls() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let subscriptions = (0..64).map(|i| {
+        let conn = conn.clone();
+        async move {
+            let count = 50 + i;
+            let items: Vec<Value> = conn
+                .subscribe("demo/ticks", json!({"count": count}))
+                .await
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+                .await;
+            assert_eq!(items.len(), count);
+            assert_eq!(items.last().unwrap(), &json!({"n": count}));
+        }
+    });
+    let calls = (0..64).map(|i| {
+        let conn = conn.clone();
+        async move {
+            let out = conn.call("demo/echo", json!({"i": i})).await.unwrap();
+            assert_eq!(out, json!({"i": i}));
+        }
+    });
+    tokio::join!(join_all(subscriptions), join_all(calls));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_drops_the_handler() {
+    let node = TestNode::start();
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("a1", "/test/slow", json!({"ms": 10_000})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(node.probes.slow.count(), 0);
+    stream.send(&Message::new("a1", Event::Aborted)).await;
+    assert!(
+        node.probes.slow.wait_for(1, LONG).await,
+        "handler dropped on abort"
+    );
+    assert!(
+        stream.next_within(SHORT).await.is_none(),
+        "nothing sent for an aborted id"
+    );
+
+    // An unknown id is ignored and the stream keeps working.
+    stream.send(&Message::new("unknown", Event::Aborted)).await;
+    stream
+        .send(&requested("a2", "/demo/add", json!({"a": 1, "b": 1})))
+        .await;
+    assert_eq!(
+        stream.next().await,
+        Message::new("a2", Event::Responded(json!({"sum": 2})))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_calls_and_subscriptions_abort_the_callee() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+
+    let call = conn.call("test/slow", json!({"ms": 10_000}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err()
+    );
+    assert!(
+        node.probes.slow.wait_for(1, LONG).await,
+        "dropped call aborted the handler"
+    );
+
+    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(subscription.next().await.unwrap().unwrap(), json!({"n": n}));
+    }
+    drop(subscription);
+    assert!(
+        node.probes.forever.wait_for(1, LONG).await,
+        "dropped subscription aborted"
+    );
+
+    // The connection is still fine.
+    assert_eq!(
+        conn.call("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_ms_and_default_deadline() {
+    let config = ProtocolConfig {
+        default_timeout: Duration::from_millis(300),
+        ..ProtocolConfig::default()
+    };
+    let node = TestNode::with_config(config);
+
+    // The caller's timeout_ms, shorter than the callee default.
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    let started = std::time::Instant::now();
+    stream
+        .send(&requested_with_timeout(
+            "t1",
+            "/test/slow",
+            json!({"ms": 10_000}),
+            50,
+        ))
+        .await;
+    let Event::Error(error) = stream.next().await.event else {
+        panic!("expected an error")
+    };
+    assert_eq!(error.code, "TIMEOUT");
+    assert!(error.retryable);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        node.probes.slow.wait_for(1, LONG).await,
+        "expired handler dropped"
+    );
+
+    // A longer timeout_ms is capped by the callee's default.
+    stream
+        .send(&requested_with_timeout(
+            "t2",
+            "/test/slow",
+            json!({"ms": 10_000}),
+            60_000,
+        ))
+        .await;
+    let Event::Error(error) = stream.next().await.event else {
+        panic!("expected an error")
+    };
+    assert_eq!(error.code, "TIMEOUT");
+
+    // No timeout_ms: the default applies. The client's own default is 30 s, so this TIMEOUT
+    // is the server's answer.
+    let (_client, conn) = node.connect().await;
+    let error = conn
+        .call("test/slow", json!({"ms": 10_000}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "TIMEOUT");
+    assert_eq!(error.message, "the deadline expired");
+
+    // The caller's own deadline fires locally too, and aborts the callee.
+    let (_client, conn) = TestNode::start().connect().await;
+    let error = conn
+        .call_with(
+            "test/slow",
+            json!({"ms": 10_000}),
+            CallOptions::timeout(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "TIMEOUT");
+
+    // Subscriptions have no default deadline, but honour timeout_ms.
+    let mut ticks = conn
+        .subscribe_with(
+            "test/forever",
+            json!({}),
+            CallOptions::timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+    let mut items = 0;
+    let end = loop {
+        match ticks.next().await {
+            Some(Ok(_)) => items += 1,
+            Some(Err(error)) => break error,
+            None => panic!("a deadline ends with an error"),
+        }
+    };
+    assert!(items > 0);
+    assert_eq!(end.code, "TIMEOUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_loss_fails_everything_pending() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let pending_call = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call("test/slow", json!({"ms": 10_000})).await }
+    });
+    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    assert!(subscription.next().await.unwrap().is_ok());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    for server_side in node.server.connections() {
+        server_side.close();
+    }
+    let error = pending_call.await.unwrap().unwrap_err();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("INTERNAL", "connection closed")
+    );
+    let end = loop {
+        match subscription.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("a lost subscription ends with an error"),
+        }
+    };
+    assert_eq!(
+        (end.code.as_str(), end.message.as_str()),
+        ("INTERNAL", "connection closed")
+    );
+    assert!(subscription.next().await.is_none());
+    assert!(
+        node.probes.slow.wait_for(1, LONG).await,
+        "server dropped the handler"
+    );
+    assert!(node.probes.forever.wait_for(1, LONG).await);
+
+    let error = conn
+        .call("demo/add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "INTERNAL");
+
+    // The server keeps serving new connections.
+    let (_client, conn) = node.connect().await;
+    assert_eq!(
+        conn.call("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_become_internal_and_the_connection_lives() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    for _ in 0..3 {
+        let error = conn.call("test/panic", json!({})).await.unwrap_err();
+        assert_eq!(error.code, "INTERNAL");
+    }
+    let items: Vec<_> = conn
+        .subscribe("test/panic_stream", json!({}))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[2].as_ref().unwrap_err().code, "INTERNAL");
+    assert_eq!(
+        conn.call("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_end_only_their_stream() {
+    let node = TestNode::start();
+    let raw = node.raw_call().await;
+    let (_client, other) = node.connect().await;
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("zero length", vec![0, 0, 0, 0]),
+        ("not JSON", frame(b"this is not json")),
+        (
+            "JSON that is not an envelope",
+            frame(br#"{"hello": "world"}"#),
+        ),
+        ("an array", frame(b"[1, 2, 3]")),
+        ("a 2 GiB length prefix", vec![0x80, 0, 0, 0, b'{']),
+    ];
+    for (what, bytes) in cases {
+        let mut bad = RawStream::open(&raw).await;
+        bad.send_bytes(&bytes).await;
+        assert!(bad.ended_within(LONG).await, "{what}: the stream was ended");
+
+        // Same connection, a fresh stream: still served.
+        let mut good = RawStream::open(&raw).await;
+        good.send(&requested("ok", "/demo/add", json!({"a": 1, "b": 2})))
+            .await;
+        assert_eq!(
+            good.next().await,
+            Message::new("ok", Event::Responded(json!({"sum": 3}))),
+            "{what}: connection still serves"
+        );
+        // Another connection: still served.
+        assert_eq!(
+            other.call("demo/echo", json!(what)).await.unwrap(),
+            json!(what)
+        );
+    }
+    assert!(
+        raw.close_reason().is_none(),
+        "the connection was never closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_and_unknown_events() {
+    let node = TestNode::start();
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    // A request without operationId is answered, not fatal.
+    stream
+        .send_bytes(&frame(
+            br#"{"type": "call.requested", "id": "m1", "payload": {"input": 1}}"#,
+        ))
+        .await;
+    let answer = stream.next().await;
+    assert_eq!(answer.id, "m1");
+    let Event::Error(error) = answer.event else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(error.code, "INVALID_INPUT");
+    // Unknown event types are ignored (forward compatibility).
+    stream
+        .send_bytes(&frame(
+            br#"{"type": "call.future", "id": "x", "payload": {}}"#,
+        ))
+        .await;
+    // A duplicate id while the first is running is refused.
+    stream
+        .send(&requested("dup", "/test/slow", json!({"ms": 300})))
+        .await;
+    stream
+        .send(&requested("dup", "/test/slow", json!({"ms": 0})))
+        .await;
+    let refused = stream.next().await;
+    assert!(
+        matches!(&refused.event, Event::Error(e) if e.code == "INVALID_INPUT"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        stream.next().await,
+        Message::new("dup", Event::Responded(json!({"slept_ms": 300})))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_limits_on_both_directions() {
+    let config = ProtocolConfig {
+        max_frame_len: 1024,
+        ..ProtocolConfig::default()
+    };
+    let node = TestNode::with_config(config.clone());
+    let raw = node.raw_call().await;
+
+    // An incoming frame over the limit ends the stream.
+    let mut big = RawStream::open(&raw).await;
+    let input = json!({"a": "x".repeat(2000)});
+    big.send(&requested("big", "/demo/echo", input)).await;
+    assert!(big.ended_within(LONG).await);
+
+    // An outgoing answer over the limit becomes INTERNAL, and the stream lives on.
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("b1", "/test/big", json!({"len": 2000})))
+        .await;
+    let Event::Error(error) = stream.next().await.event else {
+        panic!("expected an error")
+    };
+    assert_eq!(error.code, "INTERNAL");
+    assert!(error.message.contains("too large"), "{}", error.message);
+    stream
+        .send(&requested("b2", "/test/big", json!({"len": 10})))
+        .await;
+    assert_eq!(
+        stream.next().await,
+        Message::new("b2", Event::Responded(json!("x".repeat(10))))
+    );
+
+    // The client refuses to send a request over its own limit.
+    let client = Client::new(ClientOptions {
+        protocol: config,
+        ..node.client_options()
+    })
+    .unwrap();
+    let conn = client
+        .connect(node.server.local_addr(), "localhost")
+        .await
+        .unwrap();
+    let error = conn
+        .call("demo/echo", json!("y".repeat(2000)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "INVALID_INPUT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_alpn_is_refused() {
+    let node = TestNode::start();
+    for alpn in [&b"h3"[..], b"alknet/other"] {
+        let result = node.raw(alpn).await;
+        assert!(
+            result.is_err(),
+            "ALPN {:?} was accepted",
+            String::from_utf8_lossy(alpn)
+        );
+    }
+    let (_client, conn) = node.connect().await;
+    assert_eq!(
+        conn.call("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_pin_is_refused() {
+    let node = TestNode::start();
+    let other = alknet::TlsIdentity::self_signed(&["localhost"]).unwrap();
+    let client = Client::new(ClientOptions::new(alknet::ServerVerification::pin(
+        other.fingerprint(),
+    )))
+    .unwrap();
+    let error = client
+        .connect(node.server.local_addr(), "localhost")
+        .await
+        .err()
+        .expect("a wrong pin fails");
+    assert!(
+        error
+            .to_string()
+            .contains("does not match the pinned fingerprint"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_side_can_call_the_other() {
+    let node = TestNode::start();
+    let mut registry = Registry::new();
+    registry
+        .register(
+            OperationSpec::new("client/name", OpType::Query).unwrap(),
+            Handler::unary(|ctx, input: Value| async move {
+                assert!(ctx.peer().is_some());
+                Ok(json!({"name": "test-client", "got": input}))
+            }),
+        )
+        .unwrap();
+    let client = Client::with_registry(registry, node.client_options()).unwrap();
+    let conn = client
+        .connect(node.server.local_addr(), "localhost")
+        .await
+        .unwrap();
+
+    // A server handler calls back into the client over the same connection.
+    let answer = conn.call("test/ask_peer", json!({"x": 1})).await.unwrap();
+    assert_eq!(answer, json!({"name": "test-client", "got": {"x": 1}}));
+
+    // The server calls the client directly.
+    let server_side = node.server.connections().pop().unwrap();
+    let answer = server_side.call("client/name", json!(null)).await.unwrap();
+    assert_eq!(answer["name"], "test-client");
+    let listed = server_side.call("services/list", json!({})).await.unwrap();
+    assert_eq!(listed["operations"][0]["name"], "client/name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_external_operations_only() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let listed = conn.call("services/list", json!({})).await.unwrap();
+    let names: Vec<&str> = listed["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"demo/add") && names.contains(&"demo/ticks"));
+    assert!(!names.contains(&"demo/secret"));
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
+
+    let filtered = conn
+        .call("services/list", json!({"q": "TICK"}))
+        .await
+        .unwrap();
+    assert_eq!(filtered["operations"].as_array().unwrap().len(), 1);
+
+    let spec = conn
+        .call("services/schema", json!({"name": "/demo/fail"}))
+        .await
+        .unwrap();
+    let spec: OperationSpec = serde_json::from_value(spec).unwrap();
+    assert_eq!(spec.op_type, OpType::Mutation);
+    assert_eq!(spec.error_schemas[0].http_status, Some(409));
+    for hidden in ["demo/secret", "nope/x", "bad"] {
+        let error = conn
+            .call("services/schema", json!({"name": hidden}))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "NOT_FOUND", "{hidden}");
+    }
+}
+
+#[derive(Serialize)]
+struct AddIn {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct AddOut {
+    sum: i64,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Tick {
+    n: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_helpers() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let out: AddOut = conn
+        .call_typed("demo/add", &AddIn { a: 40, b: 2 })
+        .await
+        .unwrap();
+    assert_eq!(out, AddOut { sum: 42 });
+    let ticks: Vec<Tick> = conn
+        .subscribe_typed("demo/ticks", &json!({"count": 3}))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(ticks, [Tick { n: 1 }, Tick { n: 2 }, Tick { n: 3 }]);
+    let wrong: Result<Tick, CallError> = conn.call_typed("demo/add", &AddIn { a: 1, b: 1 }).await;
+    assert_eq!(wrong.unwrap_err().code, "INTERNAL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_answers_in_flight_calls() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let finishing = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call("test/slow", json!({"ms": 300})).await }
+    });
+    let cut_off = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call("test/slow", json!({"ms": 20_000})).await }
+    });
+    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    assert!(subscription.next().await.unwrap().is_ok());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let started = std::time::Instant::now();
+    node.server.shutdown(Duration::from_millis(800)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    assert_eq!(finishing.await.unwrap().unwrap(), json!({"slept_ms": 300}));
+    let error = cut_off.await.unwrap().unwrap_err();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("INTERNAL", "server shutting down")
+    );
+    let end = loop {
+        match subscription.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("ends with an error"),
+        }
+    };
+    assert_eq!(end.message, "server shutting down");
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
