@@ -21,6 +21,14 @@ pub struct ProtocolConfig {
     pub subscription_buffer: usize,
     /// Concurrent bidirectional streams the peer may open (default 1024).
     pub max_concurrent_streams: u32,
+    /// Requests from the peer running at once on one connection (default 4096). When all are
+    /// busy, this side stops reading new requests until one finishes, so a peer cannot make it
+    /// spawn work without bound; QUIC flow control then slows the peer down.
+    pub max_concurrent_requests: usize,
+    /// Bytes of large frames (over 64 KiB) one connection may hold while they are being read
+    /// (default 64 MiB, at least `max_frame_len`). Bounds the memory a peer can pin by starting
+    /// big frames on many streams at once.
+    pub frame_buffer_budget: usize,
     /// QUIC keep-alive interval (default 5 s), so idle subscriptions survive.
     pub keep_alive: Duration,
     /// A connection silent for this long is closed (default 30 s).
@@ -35,6 +43,8 @@ impl Default for ProtocolConfig {
             call_streams: 4,
             subscription_buffer: 256,
             max_concurrent_streams: 1024,
+            max_concurrent_requests: 4096,
+            frame_buffer_budget: 64 * 1024 * 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
         }

@@ -24,7 +24,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, warn};
@@ -114,6 +114,10 @@ struct ConnInner {
     next_stream_key: AtomicU64,
     /// Cancelled when the connection is gone; parent of every stream and handler token.
     cancel: CancellationToken,
+    /// One permit per running request from the peer (`max_concurrent_requests`).
+    request_slots: Arc<Semaphore>,
+    /// Bytes of large frames being read on this connection (`frame_buffer_budget`).
+    frame_budget: Arc<Semaphore>,
 }
 
 struct Pending {
@@ -173,6 +177,13 @@ impl Connection {
         identity: Option<Arc<Identity>>,
     ) -> Connection {
         let streams = shared.config.call_streams.max(1);
+        let config = &shared.config;
+        let request_slots = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
+        let frame_budget = Arc::new(Semaphore::new(
+            config
+                .frame_buffer_budget
+                .max(config.max_frame_len as usize),
+        ));
         let handle = Arc::new_cyclic(|handle| ConnHandle {
             inner: Arc::new(ConnInner {
                 quic,
@@ -187,6 +198,8 @@ impl Connection {
                 next_id: AtomicU64::new(1),
                 next_stream_key: AtomicU64::new(0),
                 cancel: CancellationToken::new(),
+                request_slots,
+                frame_budget,
                 shared,
             }),
         });
@@ -503,7 +516,8 @@ impl ConnInner {
         token: CancellationToken,
         reader_done: CancellationToken,
     ) {
-        let mut reader = FrameReader::new(recv, self.config().max_frame_len);
+        let mut reader = FrameReader::new(recv, self.config().max_frame_len)
+            .with_budget(Arc::clone(&self.frame_budget));
         let mut shutting_down = false;
         let malformed = loop {
             let frame = tokio::select! {
@@ -703,6 +717,10 @@ impl ConnInner {
         tx: &mpsc::Sender<Bytes>,
         stream_token: &CancellationToken,
     ) {
+        // Waiting here stops this stream's reader: backpressure on a peer with too much running.
+        let Ok(slot) = Arc::clone(&self.request_slots).acquire_owned().await else {
+            return;
+        };
         let cancel = stream_token.child_token();
         let duplicate = {
             let mut running = self.running.lock().expect("running lock");
@@ -723,9 +741,10 @@ impl ConnInner {
         let span = debug_span!("call", id = %id, operation = %request.operation_id);
         let this = Arc::clone(self);
         let tx = tx.clone();
-        self.shared
-            .tracker
-            .spawn(this.serve_request(id, request, tx, cancel).instrument(span));
+        self.shared.tracker.spawn(
+            this.serve_request(id, request, tx, cancel, slot)
+                .instrument(span),
+        );
     }
 
     async fn serve_request(
@@ -734,6 +753,7 @@ impl ConnInner {
         request: CallRequested,
         tx: mpsc::Sender<Bytes>,
         cancel: CancellationToken,
+        _slot: OwnedSemaphorePermit,
     ) {
         let _running = RunningGuard {
             inner: &self,

@@ -68,6 +68,8 @@ pub struct ServerOptions {
     pub identity: Option<TlsIdentity>,
     /// Protocol settings.
     pub protocol: ProtocolConfig,
+    /// Connections served at once; further ones are refused (default 4096).
+    pub max_connections: usize,
 }
 
 impl ServerOptions {
@@ -77,6 +79,7 @@ impl ServerOptions {
             listen,
             identity: None,
             protocol: ProtocolConfig::default(),
+            max_connections: 4096,
         }
     }
 }
@@ -115,6 +118,7 @@ impl Server {
             endpoint.clone(),
             Arc::clone(&shared),
             Arc::clone(&connections),
+            options.max_connections,
         ));
         Ok(Server {
             endpoint,
@@ -179,8 +183,14 @@ async fn accept_connections(
     endpoint: quinn::Endpoint,
     shared: Arc<NodeShared>,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
+    max_connections: usize,
 ) {
     while let Some(incoming) = endpoint.accept().await {
+        if connections.lock().expect("connections lock").len() >= max_connections {
+            warn!(remote = %incoming.remote_address(), "connection limit reached: refusing");
+            incoming.refuse();
+            continue;
+        }
         let shared = Arc::clone(&shared);
         let connections = Arc::clone(&connections);
         tokio::spawn(async move {

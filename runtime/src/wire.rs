@@ -13,7 +13,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::CallError;
 
@@ -318,11 +320,18 @@ pub fn encode_frame(message: &Message, max_len: u32) -> Result<Bytes, FrameError
     Ok(buf.freeze())
 }
 
+/// Frames up to this size are read without drawing on a [`FrameReader`]'s shared budget.
+pub const SMALL_FRAME_LEN: u32 = 64 * 1024;
+
 /// Reads length-prefixed frames from a byte stream.
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max_len: u32,
+    /// Shared by the readers of one connection: bytes of large frames being held.
+    budget: Option<Arc<Semaphore>>,
+    /// The budget drawn for the frame returned last; released on the next read.
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -332,7 +341,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             buf: BytesMut::with_capacity(8 * 1024),
             max_len,
+            budget: None,
+            held: None,
         }
+    }
+
+    /// Makes frames above [`SMALL_FRAME_LEN`] wait for room in `budget` (one permit per byte)
+    /// before their body is buffered. The budget must hold at least `max_len` permits.
+    pub fn with_budget(mut self, budget: Arc<Semaphore>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Gives back the underlying stream.
@@ -345,6 +363,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The length prefix is checked before the body is buffered, so a hostile prefix costs four
     /// bytes, never an allocation of its size.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.held = None;
         loop {
             if self.buf.len() >= 4 {
                 let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
@@ -360,7 +379,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 let total = 4 + len as usize;
                 if self.buf.len() >= total {
                     self.buf.advance(4);
-                    return Ok(Some(self.buf.split_to(len as usize).freeze()));
+                    let frame = self.buf.split_to(len as usize).freeze();
+                    if len > SMALL_FRAME_LEN {
+                        // Do not keep a large allocation around for the small frames to come.
+                        self.buf = BytesMut::from(&self.buf[..]);
+                    }
+                    return Ok(Some(frame));
+                }
+                if len > SMALL_FRAME_LEN
+                    && self.held.is_none()
+                    && let Some(budget) = &self.budget
+                {
+                    let permit = Arc::clone(budget)
+                        .acquire_many_owned(len)
+                        .await
+                        .map_err(|_| std::io::Error::other("frame budget closed"))?;
+                    self.held = Some(permit);
                 }
                 // Reserve exactly what the announced (and already bounded) frame still needs.
                 self.buf.reserve(total - self.buf.len());
@@ -467,6 +501,23 @@ mod tests {
             reader.buf.capacity() < 64 * 1024,
             "no allocation of the announced size"
         );
+
+        // Large frames draw on the shared budget until the next read.
+        let budget = Arc::new(Semaphore::new(DEFAULT_MAX_FRAME_LEN as usize));
+        let large = Message::new("l", Event::Responded(json!("z".repeat(100_000))));
+        let mut wire = BytesMut::new();
+        encode_frame_into(&large, &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        encode_frame_into(&all_messages()[2], &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        let mut reader =
+            FrameReader::new(&wire[..], DEFAULT_MAX_FRAME_LEN).with_budget(Arc::clone(&budget));
+        let body = reader.next_frame().await.unwrap().unwrap();
+        assert_eq!(Message::decode(&body).unwrap(), large);
+        assert_eq!(
+            budget.available_permits(),
+            DEFAULT_MAX_FRAME_LEN as usize - (body.len())
+        );
+        reader.next_frame().await.unwrap().unwrap();
+        assert_eq!(budget.available_permits(), DEFAULT_MAX_FRAME_LEN as usize);
 
         let truncated = [0u8, 0, 0, 10, b'{'];
         let mut reader = FrameReader::new(&truncated[..], 100);

@@ -778,6 +778,72 @@ async fn graceful_shutdown_answers_in_flight_calls() {
     assert_eq!(end.message, "server shutting down");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_stops_reading_new_requests() {
+    let node = TestNode::with_config(ProtocolConfig {
+        max_concurrent_requests: 2,
+        ..ProtocolConfig::default()
+    });
+    let raw = node.raw_call().await;
+    let mut requests = RawStream::open(&raw).await;
+    requests
+        .send(&requested("slow1", "/test/slow", json!({"ms": 30_000})))
+        .await;
+    requests
+        .send(&requested("slow2", "/test/slow", json!({"ms": 30_000})))
+        .await;
+    requests
+        .send(&requested("add", "/demo/add", json!({"a": 1, "b": 1})))
+        .await;
+    assert!(
+        requests
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a third request waits while two run"
+    );
+    // Aborts still get through on another stream and free a slot.
+    let mut control = RawStream::open(&raw).await;
+    control.send(&Message::new("slow1", Event::Aborted)).await;
+    assert_eq!(
+        requests.next().await,
+        Message::new("add", Event::Responded(json!({"sum": 2})))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    let mut options = alknet::ServerOptions::new("127.0.0.1:0".parse().unwrap());
+    options.max_connections = 1;
+    let server = alknet::Server::bind(alknet::demo::registry(), options).unwrap();
+    let client = Client::new(ClientOptions::new(alknet::ServerVerification::pin(
+        server.fingerprint(),
+    )))
+    .unwrap();
+    let first = client
+        .connect(server.local_addr(), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(first.call("demo/echo", json!(1)).await.unwrap(), json!(1));
+    assert!(
+        client
+            .connect(server.local_addr(), "localhost")
+            .await
+            .is_err()
+    );
+    drop(first);
+    // Once the first is gone, a new one is served again.
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(conn) = client.connect(server.local_addr(), "localhost").await {
+            served = conn.call("demo/echo", json!(2)).await.is_ok();
+            break;
+        }
+    }
+    assert!(served);
+}
+
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(body);
