@@ -108,12 +108,19 @@ struct ConnInner {
     /// Requests the peer sent that are still running, by wire id.
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Long-lived streams for this side's query/mutation calls.
-    call_streams: Vec<tokio::sync::Mutex<Option<StreamHandle>>>,
+    call_streams: Vec<Mutex<Option<StreamHandle>>>,
+    /// Serializes opening replacement call streams (rare), so the per-call path stays a
+    /// plain lock-and-clone.
+    opening_call_stream: tokio::sync::Mutex<()>,
     next_call_stream: AtomicUsize,
     next_id: AtomicU64,
     next_stream_key: AtomicU64,
     /// Cancelled when the connection is gone; parent of every stream and handler token.
     cancel: CancellationToken,
+    /// This connection's view of the endpoint's graceful shutdown and hard stop. Children of the
+    /// shared tokens, so waiting on them never contends with other connections.
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
     /// One permit per running request from the peer (`max_concurrent_requests`).
     request_slots: Arc<Semaphore>,
     /// Bytes of large frames being read on this connection (`frame_buffer_budget`).
@@ -191,13 +198,14 @@ impl Connection {
                 handle: handle.clone(),
                 pending: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
-                call_streams: (0..streams)
-                    .map(|_| tokio::sync::Mutex::new(None))
-                    .collect(),
+                call_streams: (0..streams).map(|_| Mutex::new(None)).collect(),
+                opening_call_stream: tokio::sync::Mutex::new(()),
                 next_call_stream: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 next_stream_key: AtomicU64::new(0),
                 cancel: CancellationToken::new(),
+                shutdown: shared.shutdown.child_token(),
+                hard_stop: shared.hard_stop.child_token(),
                 request_slots,
                 frame_budget,
                 shared,
@@ -244,8 +252,9 @@ impl Connection {
 
     /// Drops this side's pooled call streams so their writers can finish (graceful shutdown).
     pub(crate) async fn release_call_streams(&self) {
+        let _opening = self.inner().opening_call_stream.lock().await;
         for slot in &self.inner().call_streams {
-            slot.lock().await.take();
+            slot.lock().expect("call stream lock").take();
         }
     }
 
@@ -435,16 +444,24 @@ impl ConnInner {
 
     /// A pooled stream for a query/mutation, opening or replacing it as needed.
     async fn call_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
-        let slot = self.next_call_stream.fetch_add(1, Ordering::Relaxed) % self.call_streams.len();
-        let mut slot = self.call_streams[slot].lock().await;
-        if let Some(stream) = slot.as_ref()
-            && !stream.reader_done.is_cancelled()
-            && !stream.tx.is_closed()
-        {
-            return Ok(stream.clone());
+        let slot = &self.call_streams
+            [self.next_call_stream.fetch_add(1, Ordering::Relaxed) % self.call_streams.len()];
+        let alive = |slot: &Mutex<Option<StreamHandle>>| {
+            slot.lock()
+                .expect("call stream lock")
+                .as_ref()
+                .filter(|s| !s.reader_done.is_cancelled() && !s.tx.is_closed())
+                .cloned()
+        };
+        if let Some(stream) = alive(slot) {
+            return Ok(stream);
+        }
+        let _opening = self.opening_call_stream.lock().await;
+        if let Some(stream) = alive(slot) {
+            return Ok(stream);
         }
         let stream = self.open_stream().await?;
-        *slot = Some(stream.clone());
+        *slot.lock().expect("call stream lock") = Some(stream.clone());
         Ok(stream)
     }
 
@@ -462,7 +479,7 @@ impl ConnInner {
         loop {
             tokio::select! {
                 biased;
-                _ = self.shared.shutdown.cancelled() => break,
+                _ = self.shutdown.cancelled() => break,
                 accepted = self.quic.accept_bi() => match accepted {
                     Ok((send, recv)) => {
                         self.start_stream(send, recv);
@@ -519,15 +536,21 @@ impl ConnInner {
         let mut reader = FrameReader::new(recv, self.config().max_frame_len)
             .with_budget(Arc::clone(&self.frame_budget));
         let mut shutting_down = false;
+        // Answers produced while reading: sent as one chunk once no whole frame is buffered.
+        let mut out = BytesMut::new();
+        let stream_gone = token.cancelled();
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(stream_gone, shutdown);
         let malformed = loop {
+            // Reading first: while frames are buffered, the cancellation futures are not polled.
             let frame = tokio::select! {
                 biased;
-                _ = token.cancelled() => break None,
-                _ = self.shared.shutdown.cancelled() => {
+                frame = reader.next_frame() => frame,
+                _ = &mut stream_gone => break None,
+                _ = &mut shutdown => {
                     shutting_down = true;
                     break None;
                 }
-                frame = reader.next_frame() => frame,
             };
             let body = match frame {
                 Ok(Some(body)) => body,
@@ -539,7 +562,10 @@ impl ConnInner {
                 Err(error) => break Some(error.to_string()),
             };
             match Message::decode(&body) {
-                Ok(message) => self.handle_message(message, key, &tx, &token).await,
+                Ok(message) => {
+                    self.handle_message(message, key, &tx, &token, &mut out)
+                        .await
+                }
                 Err(DecodeError::NotEnvelope(error)) => break Some(error.to_string()),
                 Err(DecodeError::UnknownType { id, event_type }) => {
                     debug!(%id, %event_type, "ignoring unknown event type");
@@ -548,7 +574,16 @@ impl ConnInner {
                     id,
                     event_type,
                     reason,
-                }) => self.handle_bad_payload(id, event_type, reason, &tx).await,
+                }) => {
+                    self.handle_bad_payload(id, event_type, reason, &mut out)
+                        .await
+                }
+            }
+            if !out.is_empty()
+                && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES)
+                && tx.send(out.split().freeze()).await.is_err()
+            {
+                break None;
             }
         };
         reader_done.cancel();
@@ -578,10 +613,11 @@ impl ConnInner {
         key: u64,
         tx: &mpsc::Sender<Bytes>,
         token: &CancellationToken,
+        out: &mut BytesMut,
     ) {
         let Message { id, event } = message;
         match event {
-            Event::Requested(request) => self.start_request(id, request, tx, token).await,
+            Event::Requested(request) => self.start_request(id, request, tx, token, out).await,
             Event::Aborted => {
                 let cancel = self.running.lock().expect("running lock").remove(&id);
                 if let Some(cancel) = cancel {
@@ -601,14 +637,12 @@ impl ConnInner {
         id: String,
         event: &'static str,
         reason: String,
-        tx: &mpsc::Sender<Bytes>,
+        out: &mut BytesMut,
     ) {
         let problem = format!("malformed `{event}` payload: {reason}");
         if event == event_type::REQUESTED {
             let error = CallError::invalid_input(problem, "");
-            let _ = self
-                .send_message(tx, Message::new(id, Event::Error(error)))
-                .await;
+            self.encode_answer(out, Message::new(id, Event::Error(error)));
         } else if let Ok(numeric) = id.parse::<u64>() {
             let entry = self.pending.lock().expect("pending lock").remove(&numeric);
             if let Some(entry) = entry {
@@ -696,69 +730,47 @@ impl ConnInner {
         }
     }
 
-    async fn send_message(&self, tx: &mpsc::Sender<Bytes>, message: Message) -> Result<(), ()> {
-        let frame = match encode_frame(&message, self.config().max_frame_len) {
-            Ok(frame) => frame,
-            Err(error) => {
-                let error =
-                    CallError::internal(format!("the answer is too large to send: {error}"));
-                encode_frame(&Message::new(message.id, Event::Error(error)), u32::MAX)
-                    .expect("an error frame is small")
-            }
-        };
-        tx.send(frame).await.map_err(|_| ())
+    /// Appends `message` to `out` as a frame; an answer over the frame limit becomes an
+    /// `INTERNAL` error for its id instead.
+    fn encode_answer(&self, out: &mut BytesMut, message: Message) {
+        if let Err(error) = encode_frame_into(&message, out, self.config().max_frame_len) {
+            let error = CallError::internal(format!("the answer is too large to send: {error}"));
+            encode_frame_into(
+                &Message::new(message.id, Event::Error(error)),
+                out,
+                u32::MAX,
+            )
+            .expect("an error frame is small");
+        }
     }
 
-    /// Starts serving a request from the peer on its own task.
+    async fn send_message(&self, tx: &mpsc::Sender<Bytes>, message: Message) -> Result<(), ()> {
+        let mut out = BytesMut::new();
+        self.encode_answer(&mut out, message);
+        tx.send(out.freeze()).await.map_err(|_| ())
+    }
+
+    /// Serves a request from the peer.
+    ///
+    /// Fast path: a query/mutation whose handler finishes on its first poll (most do: no IO, or
+    /// IO that is already ready) is answered right here, without a task, a table entry or a
+    /// cancellation link. Anything else gets a task of its own, registered for `call.aborted`.
     async fn start_request(
         self: &Arc<Self>,
         id: String,
         request: CallRequested,
         tx: &mpsc::Sender<Bytes>,
         stream_token: &CancellationToken,
+        out: &mut BytesMut,
     ) {
-        // Waiting here stops this stream's reader: backpressure on a peer with too much running.
-        let Ok(slot) = Arc::clone(&self.request_slots).acquire_owned().await else {
-            return;
-        };
-        let cancel = stream_token.child_token();
-        let duplicate = {
-            let mut running = self.running.lock().expect("running lock");
-            let duplicate = running.contains_key(&id);
-            if !duplicate {
-                running.insert(id.clone(), cancel.clone());
-            }
-            duplicate
-        };
-        if duplicate {
+        if self.running.lock().expect("running lock").contains_key(&id) {
             let error =
                 CallError::invalid_input(format!("request id `{id}` is already in use"), "");
-            let _ = self
-                .send_message(tx, Message::new(id, Event::Error(error)))
-                .await;
+            self.encode_answer(out, Message::new(id, Event::Error(error)));
             return;
         }
         let span = debug_span!("call", id = %id, operation = %request.operation_id);
-        let this = Arc::clone(self);
-        let tx = tx.clone();
-        self.shared.tracker.spawn(
-            this.serve_request(id, request, tx, cancel, slot)
-                .instrument(span),
-        );
-    }
-
-    async fn serve_request(
-        self: Arc<Self>,
-        id: String,
-        request: CallRequested,
-        tx: mpsc::Sender<Bytes>,
-        cancel: CancellationToken,
-        _slot: OwnedSemaphorePermit,
-    ) {
-        let _running = RunningGuard {
-            inner: &self,
-            id: id.clone(),
-        };
+        let cancel = CancellationToken::new();
         let prepared = dispatch::prepare(
             &self.shared.registry,
             self.config().default_timeout,
@@ -776,28 +788,77 @@ impl ConnInner {
         let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
-                let _ = self
-                    .send_message(&tx, Message::new(id, Event::Error(error)))
-                    .await;
+                self.encode_answer(out, Message::new(id, Event::Error(error)));
                 return;
             }
         };
-        if prepared.op.spec().op_type.is_unary() {
-            let outcome = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = self.shared.hard_stop.cancelled() => Err(CallError::internal("server shutting down")),
-                outcome = dispatch::run_unary(prepared) => outcome,
-            };
-            let event = match outcome {
-                Ok(output) => Event::Responded(output),
-                Err(error) => Event::Error(error),
-            };
-            let _ = self.send_message(&tx, Message::new(id, event)).await;
+        let work = if prepared.op.spec().op_type.is_unary() {
+            let mut run = dispatch::run_unary(prepared)
+                .instrument(span.clone())
+                .boxed();
+            if let Some(outcome) = (&mut run).now_or_never() {
+                self.encode_answer(out, Message::new(id, outcome_event(outcome)));
+                return;
+            }
+            Work::Unary(run)
         } else {
-            self.stream_items(id, dispatch::run_stream(prepared), tx, cancel)
-                .await;
+            Work::Stream(dispatch::run_stream(prepared))
+        };
+        // Waiting here stops this stream's reader: backpressure on a peer with too much running.
+        let Ok(slot) = Arc::clone(&self.request_slots).acquire_owned().await else {
+            return;
+        };
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id.clone(), cancel.clone());
+        let task =
+            Arc::clone(self).run_request(id, work, tx.clone(), cancel, stream_token.clone(), slot);
+        self.shared.tracker.spawn(task.instrument(span));
+    }
+
+    async fn run_request(
+        self: Arc<Self>,
+        id: String,
+        work: Work,
+        tx: mpsc::Sender<Bytes>,
+        cancel: CancellationToken,
+        stream_token: CancellationToken,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let _running = RunningGuard {
+            inner: &self,
+            id: id.clone(),
+        };
+        match work {
+            Work::Unary(run) => {
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = run => outcome,
+                    _ = cancel.cancelled() => return,
+                    // The stream or connection went away: cancel the request, so whatever
+                    // it started stops too.
+                    _ = stream_token.cancelled() => {
+                        cancel.cancel();
+                        return;
+                    }
+                    _ = self.hard_stop.cancelled() => Err(CallError::internal("server shutting down")),
+                };
+                self.answer(&tx, id, outcome).await;
+            }
+            Work::Stream(items) => self.stream_items(id, items, tx, cancel, stream_token).await,
         }
+    }
+
+    async fn answer(
+        &self,
+        tx: &mpsc::Sender<Bytes>,
+        id: String,
+        outcome: Result<Value, CallError>,
+    ) {
+        let _ = self
+            .send_message(tx, Message::new(id, outcome_event(outcome)))
+            .await;
     }
 
     /// Sends a subscription's items, gathering those that are ready at once into one batch.
@@ -807,14 +868,23 @@ impl ConnInner {
         mut items: impl Stream<Item = Result<Value, CallError>> + Unpin,
         tx: mpsc::Sender<Bytes>,
         cancel: CancellationToken,
+        stream_token: CancellationToken,
     ) {
         let max_len = self.config().max_frame_len;
         let mut batch = BytesMut::new();
+        let cancelled = cancel.cancelled();
+        let stream_gone = stream_token.cancelled();
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(cancelled, stream_gone, shutdown);
         loop {
             let first = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return,
-                _ = self.shared.shutdown.cancelled() => Some(Err(CallError::internal("server shutting down"))),
+                _ = &mut cancelled => return,
+                _ = &mut stream_gone => {
+                    cancel.cancel();
+                    return;
+                }
+                _ = &mut shutdown => Some(Err(CallError::internal("server shutting down"))),
                 item = items.next() => item,
             };
             let mut next = Some(first);
@@ -852,6 +922,19 @@ impl ConnInner {
             }
         }
     }
+}
+
+fn outcome_event(outcome: Result<Value, CallError>) -> Event {
+    match outcome {
+        Ok(output) => Event::Responded(output),
+        Err(error) => Event::Error(error),
+    }
+}
+
+/// A request that did not finish on its first poll.
+enum Work {
+    Unary(futures_util::future::BoxFuture<'static, Result<Value, CallError>>),
+    Stream(dispatch::GuardedStream),
 }
 
 /// What [`ConnInner::deliver`] does with an answer once the lock is released.
@@ -897,17 +980,35 @@ async fn write_frames(
     token: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     loop {
+        if token.is_cancelled() {
+            let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
+            return;
+        }
         let received = tokio::select! {
             biased;
-            _ = token.cancelled() => {
+            received = rx.recv_many(&mut batch, WRITE_BATCH) => received,
+            _ = &mut cancelled => {
                 let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
                 return;
             }
-            received = rx.recv_many(&mut batch, WRITE_BATCH) => received,
         };
         if received == 0 {
             break;
+        }
+        if batch.len() < WRITE_BATCH {
+            // Let tasks that are already runnable (other callers, other handlers) queue their
+            // frames first, so one QUIC write — and one datagram — carries many of them. When
+            // nothing else is runnable this returns at once.
+            tokio::task::yield_now().await;
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(frame) => batch.push(frame),
+                    Err(_) => break,
+                }
+            }
         }
         if let Err(error) = send.write_all_chunks(&mut batch).await {
             debug!(%error, "stream write failed");

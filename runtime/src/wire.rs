@@ -358,6 +358,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.inner
     }
 
+    /// Whether a whole frame (or a frame error) is already buffered, so the next
+    /// [`FrameReader::next_frame`] returns without waiting for input.
+    pub fn has_buffered_frame(&self) -> bool {
+        if self.buf.len() < 4 {
+            return false;
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        len == 0 || len > self.max_len || self.buf.len() >= 4 + len as usize
+    }
+
     /// The next frame body, or `None` when the stream ends cleanly between frames.
     ///
     /// The length prefix is checked before the body is buffered, so a hostile prefix costs four

@@ -1,0 +1,248 @@
+//! The `alknet` binary, driven as a user would: `serve --demo`, then `call`, `subscribe`,
+//! `list`, `schema` and `spec` against it, and a graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ALKNET: &str = env!("CARGO_BIN_EXE_alknet");
+
+struct Node {
+    child: Child,
+    addr: String,
+    fingerprint: String,
+}
+
+impl Node {
+    fn start(extra: &[&str]) -> Node {
+        let mut child = Command::new(ALKNET)
+            .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alknet serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // `alknet listening quic=ADDR fingerprint=SHA256:<hex>`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 4, "ready line: {line:?}");
+        assert_eq!(
+            &fields[..2],
+            ["alknet", "listening"],
+            "ready line: {line:?}"
+        );
+        let addr = fields[2].strip_prefix("quic=").expect("quic=").to_owned();
+        assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
+        let fingerprint = fields[3]
+            .strip_prefix("fingerprint=")
+            .expect("fingerprint=");
+        assert!(fingerprint.starts_with("SHA256:") && fingerprint.len() == 71);
+        Node {
+            child,
+            addr,
+            fingerprint: fingerprint.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(ALKNET)
+            .arg(args[0])
+            .arg(&self.addr)
+            .args(&args[1..])
+            .args(["--pin", &self.fingerprint])
+            .output()
+            .unwrap()
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alknet serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect()
+}
+
+#[test]
+fn serve_call_subscribe_and_stop() {
+    let node = Node::start(&[]);
+
+    let out = node.run(&["call", "demo/add", r#"{"a": 2, "b": 40}"#]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json_lines(&out.stdout), [json!({"sum": 42})]);
+
+    let out = node.run(&[
+        "subscribe",
+        "demo/ticks",
+        r#"{"count": 3, "interval_ms": 5}"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        json_lines(&out.stdout),
+        [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
+    );
+
+    let out = node.run(&["list"]);
+    let listed = &json_lines(&out.stdout)[0];
+    assert!(listed["operations"].as_array().unwrap().len() >= 5);
+
+    let out = node.run(&["schema", "demo/fail"]);
+    assert_eq!(
+        json_lines(&out.stdout)[0]["error_schemas"][0]["code"],
+        "DEMO_FAILED"
+    );
+
+    // Errors: the call.error payload on stderr, exit status 1.
+    for (args, code) in [
+        (vec!["call", "demo/fail"], "DEMO_FAILED"),
+        (vec!["call", "demo/secret"], "NOT_FOUND"),
+        (
+            vec!["call", "demo/add", r#"{"a": "x", "b": 1}"#],
+            "INVALID_INPUT",
+        ),
+        (vec!["call", "demo/add", "not json"], "INVALID_INPUT"),
+        (
+            vec!["subscribe", "demo/add", r#"{"a": 1, "b": 1}"#],
+            "INVALID_OPERATION_TYPE",
+        ),
+    ] {
+        let out = node.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let error = &json_lines(&out.stderr)[0];
+        assert_eq!(error["code"], code, "{args:?}");
+    }
+
+    // A call in flight when SIGTERM arrives still gets its answer.
+    let in_flight = Command::new(ALKNET)
+        .args([
+            "call",
+            &node.addr,
+            "demo/sleep",
+            r#"{"ms": 700}"#,
+            "--pin",
+            &node.fingerprint,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = node.terminate();
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    let out = in_flight.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(json_lines(&out.stdout), [json!({"slept_ms": 700})]);
+}
+
+#[test]
+fn trust_must_be_explicit_and_pins_are_checked() {
+    let node = Node::start(&[]);
+    let out = Command::new(ALKNET)
+        .args(["call", &node.addr, "demo/echo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pin"));
+
+    let wrong = format!("SHA256:{}", "ab".repeat(32));
+    let out = Command::new(ALKNET)
+        .args(["call", &node.addr, "demo/echo", "--pin", &wrong])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+
+    let out = Command::new(ALKNET)
+        .args(["call", &node.addr, "demo/echo", "[1]", "--insecure"])
+        .output()
+        .unwrap();
+    assert_eq!(json_lines(&out.stdout), [json!([1])]);
+    node.terminate();
+}
+
+#[test]
+fn serve_with_a_pem_certificate_and_bad_files() {
+    let dir = std::env::temp_dir().join(format!("alknet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let identity = alknet::TlsIdentity::self_signed(&["localhost"]).unwrap();
+    let (cert, key) = identity.to_pem();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    let cert_path = dir.join("cert.pem").display().to_string();
+    let key_path = dir.join("key.pem").display().to_string();
+
+    let node = Node::start(&["--cert", &cert_path, "--key", &key_path]);
+    assert_eq!(node.fingerprint, identity.fingerprint().to_string());
+    let out = node.run(&["call", "demo/echo", r#""hi""#]);
+    assert_eq!(json_lines(&out.stdout), [json!("hi")]);
+    node.terminate();
+
+    let out = Command::new(ALKNET)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            "/nonexistent/c.pem",
+            "--key",
+            &key_path,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/c.pem"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn spec_prints_the_demo_bundle() {
+    let out = Command::new(ALKNET)
+        .args(["spec", "--demo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bundle =
+        alknet::spec::SpecBundle::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let names: Vec<&str> = bundle
+        .operations
+        .iter()
+        .map(|op| op.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "demo/add",
+            "demo/echo",
+            "demo/fail",
+            "demo/secret",
+            "demo/sleep",
+            "demo/ticks"
+        ]
+    );
+}
