@@ -285,22 +285,9 @@ impl Connection {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = inner.request_frame(id, op, input, &options, Some(timeout), false)?;
         let (tx, rx) = oneshot::channel();
-        inner.pending.lock().expect("pending lock").insert(
-            id,
-            Pending {
-                sink: PendingSink::Unary(tx),
-                stream_key: stream.key,
-            },
-        );
-        let mut guard = AbortOnDrop {
-            inner: Arc::clone(inner),
-            id,
-            tx: Some(stream.tx.clone()),
-        };
-        if stream.tx.send(frame).await.is_err() {
-            guard.disarm();
-            return Err(inner.lost_error("stream closed"));
-        }
+        let mut guard = inner
+            .send_request(&stream, id, frame, PendingSink::Unary(tx))
+            .await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => {
                 guard.disarm();
@@ -324,10 +311,7 @@ impl Connection {
         I: Serialize + ?Sized,
         O: DeserializeOwned,
     {
-        let input = serde_json::to_value(input)
-            .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))?;
-        let output = self.call(op, input).await?;
-        decode_output(output)
+        decode_output(self.call(op, encode_input(input)?).await?)
     }
 
     /// Subscribes to a subscription on the peer. The returned stream yields items until the
@@ -349,22 +333,9 @@ impl Connection {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = inner.request_frame(id, op, input, &options, options.timeout, true)?;
         let (tx, rx) = mpsc::channel(inner.shared.config.subscription_buffer.max(1));
-        inner.pending.lock().expect("pending lock").insert(
-            id,
-            Pending {
-                sink: PendingSink::Stream(tx),
-                stream_key: stream.key,
-            },
-        );
-        let mut guard = AbortOnDrop {
-            inner: Arc::clone(inner),
-            id,
-            tx: Some(stream.tx.clone()),
-        };
-        if stream.tx.send(frame).await.is_err() {
-            guard.disarm();
-            return Err(inner.lost_error("stream closed"));
-        }
+        let guard = inner
+            .send_request(&stream, id, frame, PendingSink::Stream(tx))
+            .await?;
         Ok(Subscription {
             rx,
             guard,
@@ -383,14 +354,17 @@ impl Connection {
         I: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let input = serde_json::to_value(input)
-            .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))?;
-        let inner = self.subscribe(op, input).await?;
+        let inner = self.subscribe(op, encode_input(input)?).await?;
         Ok(TypedSubscription {
             inner,
             _item: std::marker::PhantomData,
         })
     }
+}
+
+fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value, CallError> {
+    serde_json::to_value(input)
+        .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))
 }
 
 fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
@@ -442,6 +416,36 @@ impl ConnInner {
             .map_err(|e| CallError::invalid_input(format!("request too large to send: {e}"), ""))
     }
 
+    /// Registers `sink` as the waiter for request `id` and sends the request on `stream`. The
+    /// returned guard aborts the request if it is dropped before being disarmed.
+    async fn send_request(
+        self: &Arc<Self>,
+        stream: &StreamHandle,
+        id: u64,
+        frame: Bytes,
+        sink: PendingSink,
+    ) -> Result<AbortOnDrop, CallError> {
+        let pending = Pending {
+            sink,
+            stream_key: stream.key,
+        };
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(id, pending);
+        let mut guard = AbortOnDrop {
+            inner: Arc::clone(self),
+            id,
+            tx: Some(stream.tx.clone()),
+        };
+        if stream.tx.send(frame).await.is_err() {
+            self.pending.lock().expect("pending lock").remove(&id);
+            guard.disarm();
+            return Err(self.lost_error("stream closed"));
+        }
+        Ok(guard)
+    }
+
     /// A pooled stream for a query/mutation, opening or replacing it as needed.
     async fn call_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
         let slot = &self.call_streams
@@ -471,7 +475,7 @@ impl ConnInner {
             .open_bi()
             .await
             .map_err(|_| CallError::internal("connection closed"))?;
-        Ok(self.start_stream(send, recv))
+        Ok(self.start_stream(send, recv, true))
     }
 
     /// Accepts the peer's streams until the connection ends, then fails what is left.
@@ -482,7 +486,7 @@ impl ConnInner {
                 _ = self.shutdown.cancelled() => break,
                 accepted = self.quic.accept_bi() => match accepted {
                     Ok((send, recv)) => {
-                        self.start_stream(send, recv);
+                        self.start_stream(send, recv, false);
                     }
                     Err(error) => {
                         debug!(%error, "connection ended");
@@ -499,24 +503,27 @@ impl ConnInner {
         self.running.lock().expect("running lock").clear();
     }
 
+    /// Starts the reader and writer of a stream. `opened_here` streams belong to whoever opened
+    /// them (a call-stream slot, a subscription): when that owner lets go, the stream finishes.
+    /// Streams the peer opened stay open until the peer finishes its side.
     fn start_stream(
         self: &Arc<Self>,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
+        opened_here: bool,
     ) -> StreamHandle {
         let key = self.next_stream_key.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let token = self.cancel.child_token();
         let reader_done = CancellationToken::new();
+        let writer = if opened_here {
+            WriterRef::Weak(tx.downgrade())
+        } else {
+            WriterRef::Strong(tx.clone())
+        };
         let tracker = &self.shared.tracker;
         tracker.spawn(write_frames(send, rx, token.clone()));
-        tracker.spawn(Arc::clone(self).read_frames(
-            recv,
-            key,
-            tx.clone(),
-            token,
-            reader_done.clone(),
-        ));
+        tracker.spawn(Arc::clone(self).read_frames(recv, key, writer, token, reader_done.clone()));
         StreamHandle {
             key,
             tx,
@@ -529,7 +536,7 @@ impl ConnInner {
         self: Arc<Self>,
         recv: quinn::RecvStream,
         key: u64,
-        tx: mpsc::Sender<Bytes>,
+        writer: WriterRef,
         token: CancellationToken,
         reader_done: CancellationToken,
     ) {
@@ -563,7 +570,7 @@ impl ConnInner {
             };
             match Message::decode(&body) {
                 Ok(message) => {
-                    self.handle_message(message, key, &tx, &token, &mut out)
+                    self.handle_message(message, key, &writer, &token, &mut out)
                         .await
                 }
                 Err(DecodeError::NotEnvelope(error)) => break Some(error.to_string()),
@@ -579,11 +586,12 @@ impl ConnInner {
                         .await
                 }
             }
-            if !out.is_empty()
-                && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES)
-                && tx.send(out.split().freeze()).await.is_err()
-            {
-                break None;
+            if !out.is_empty() && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES) {
+                let chunk = out.split().freeze();
+                // No writer left: the stream's owner let go, and nothing can be answered.
+                if let Some(tx) = writer.get() {
+                    let _ = tx.send(chunk).await;
+                }
             }
         };
         reader_done.cancel();
@@ -611,13 +619,18 @@ impl ConnInner {
         self: &Arc<Self>,
         message: Message,
         key: u64,
-        tx: &mpsc::Sender<Bytes>,
+        writer: &WriterRef,
         token: &CancellationToken,
         out: &mut BytesMut,
     ) {
         let Message { id, event } = message;
         match event {
-            Event::Requested(request) => self.start_request(id, request, tx, token, out).await,
+            Event::Requested(request) => {
+                // Requests on a stream whose writer is gone cannot be answered: drop them.
+                if let Some(tx) = writer.get() {
+                    self.start_request(id, request, &tx, token, out).await;
+                }
+            }
             Event::Aborted => {
                 let cancel = self.running.lock().expect("running lock").remove(&id);
                 if let Some(cancel) = cancel {
@@ -935,6 +948,24 @@ fn outcome_event(outcome: Result<Value, CallError>) -> Event {
 enum Work {
     Unary(futures_util::future::BoxFuture<'static, Result<Value, CallError>>),
     Stream(dispatch::GuardedStream),
+}
+
+/// How a stream's reader reaches the stream's writer, to answer requests that arrive on it.
+enum WriterRef {
+    /// For streams the peer opened: the reader keeps them open until the peer finishes.
+    Strong(mpsc::Sender<Bytes>),
+    /// For streams this side opened: their owner keeps them open; once it lets go (a
+    /// subscription ends, a call-stream slot is replaced) the writer finishes the stream.
+    Weak(mpsc::WeakSender<Bytes>),
+}
+
+impl WriterRef {
+    fn get(&self) -> Option<mpsc::Sender<Bytes>> {
+        match self {
+            WriterRef::Strong(tx) => Some(tx.clone()),
+            WriterRef::Weak(tx) => tx.upgrade(),
+        }
+    }
 }
 
 /// What [`ConnInner::deliver`] does with an answer once the lock is released.

@@ -374,14 +374,7 @@ async fn timeout_ms_and_default_deadline() {
         )
         .await
         .unwrap();
-    let mut items = 0;
-    let end = loop {
-        match ticks.next().await {
-            Some(Ok(_)) => items += 1,
-            Some(Err(error)) => break error,
-            None => panic!("a deadline ends with an error"),
-        }
-    };
+    let (items, end) = drain_to_error(&mut ticks).await;
     assert!(items > 0);
     assert_eq!(end.code, "TIMEOUT");
 }
@@ -406,13 +399,7 @@ async fn connection_loss_fails_everything_pending() {
         (error.code.as_str(), error.message.as_str()),
         ("INTERNAL", "connection closed")
     );
-    let end = loop {
-        match subscription.next().await {
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => break error,
-            None => panic!("a lost subscription ends with an error"),
-        }
-    };
+    let (_, end) = drain_to_error(&mut subscription).await;
     assert_eq!(
         (end.code.as_str(), end.message.as_str()),
         ("INTERNAL", "connection closed")
@@ -768,13 +755,7 @@ async fn graceful_shutdown_answers_in_flight_calls() {
         (error.code.as_str(), error.message.as_str()),
         ("INTERNAL", "server shutting down")
     );
-    let end = loop {
-        match subscription.next().await {
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => break error,
-            None => panic!("ends with an error"),
-        }
-    };
+    let (_, end) = drain_to_error(&mut subscription).await;
     assert_eq!(end.message, "server shutting down");
 }
 
@@ -843,6 +824,57 @@ async fn connections_beyond_the_limit_are_refused() {
         }
     }
     assert!(served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_and_dropped_subscriptions_release_their_streams() {
+    // The server lets a client have 8 streams open at once: if ended subscriptions kept their
+    // streams, the ninth would wait forever.
+    let node = TestNode::with_config(ProtocolConfig {
+        max_concurrent_streams: 8,
+        ..ProtocolConfig::default()
+    });
+    let (_client, conn) = node.connect().await;
+    let work = async {
+        for round in 0..30 {
+            let items: Vec<_> = conn
+                .subscribe("demo/ticks", json!({"count": 2}))
+                .await
+                .unwrap()
+                .collect()
+                .await;
+            assert_eq!(items.len(), 2, "round {round}");
+            let mut dropped = conn.subscribe("test/forever", json!({})).await.unwrap();
+            assert!(dropped.next().await.unwrap().is_ok());
+            drop(dropped);
+            let error = conn
+                .subscribe("nope/nothing", json!({}))
+                .await
+                .unwrap()
+                .next()
+                .await;
+            assert_eq!(error.unwrap().unwrap_err().code, "NOT_FOUND");
+            conn.call("demo/add", json!({"a": round, "b": 1}))
+                .await
+                .unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .expect("streams were released");
+    assert!(node.probes.forever.wait_for(30, LONG).await);
+}
+
+/// Reads a subscription to its end, which must be an error: the items before it and the error.
+async fn drain_to_error(subscription: &mut alknet::Subscription) -> (usize, CallError) {
+    let mut items = 0;
+    loop {
+        match subscription.next().await {
+            Some(Ok(_)) => items += 1,
+            Some(Err(error)) => return (items, error),
+            None => panic!("the subscription ended without an error"),
+        }
+    }
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {

@@ -153,12 +153,13 @@ async fn run(cli: Cli) -> ExitCode {
             timeout_ms,
         } => {
             client_command(&target, |conn| async move {
-                let input = parse_input(input.as_deref())?;
-                let options = CallOptions {
-                    timeout: timeout_ms.map(Duration::from_millis),
-                    ..CallOptions::default()
-                };
-                let output = conn.call_with(&op, input, options).await?;
+                let output = conn
+                    .call_with(
+                        &op,
+                        parse_input(input.as_deref())?,
+                        call_options(timeout_ms),
+                    )
+                    .await?;
                 print_json(&output);
                 Ok(())
             })
@@ -171,12 +172,13 @@ async fn run(cli: Cli) -> ExitCode {
             timeout_ms,
         } => {
             client_command(&target, |conn| async move {
-                let input = parse_input(input.as_deref())?;
-                let options = CallOptions {
-                    timeout: timeout_ms.map(Duration::from_millis),
-                    ..CallOptions::default()
-                };
-                let mut items = conn.subscribe_with(&op, input, options).await?;
+                let mut items = conn
+                    .subscribe_with(
+                        &op,
+                        parse_input(input.as_deref())?,
+                        call_options(timeout_ms),
+                    )
+                    .await?;
                 loop {
                     tokio::select! {
                         item = items.next() => match item {
@@ -302,6 +304,13 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
         .await
         .map_err(|e| local(e.to_string()))?;
     Ok((client, conn))
+}
+
+fn call_options(timeout_ms: Option<u64>) -> CallOptions {
+    CallOptions {
+        timeout: timeout_ms.map(Duration::from_millis),
+        ..CallOptions::default()
+    }
 }
 
 fn parse_input(input: Option<&str>) -> Result<Value, CallError> {
