@@ -298,3 +298,90 @@ fn compile_input_schema(
             message: e.to_string(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn unary() -> Handler {
+        Handler::unary(|_ctx, input| async move { Ok(input) })
+    }
+
+    fn subscription() -> Handler {
+        Handler::subscription(|_ctx, _input| async move { Ok(futures_util::stream::empty()) })
+    }
+
+    fn spec(name: &str, op_type: OpType) -> OperationSpec {
+        OperationSpec::new(name, op_type).unwrap()
+    }
+
+    #[test]
+    fn registration_checks() {
+        let mut registry = Registry::new();
+        registry
+            .register(spec("a/query", OpType::Query), unary())
+            .unwrap();
+        registry
+            .register(spec("a/stream", OpType::Subscription), subscription())
+            .unwrap();
+
+        let duplicate = registry.register(spec("a/query", OpType::Mutation), unary());
+        assert!(matches!(duplicate, Err(RegistryError::Duplicate(_))));
+        let mismatch = registry.register(spec("a/m", OpType::Mutation), subscription());
+        assert!(matches!(mismatch, Err(RegistryError::KindMismatch { .. })));
+        let mismatch = registry.register(spec("a/s", OpType::Subscription), unary());
+        assert!(
+            mismatch.unwrap_err().to_string().contains("subscription"),
+            "the message names the kinds"
+        );
+        let reserved = registry.register(spec("services/mine", OpType::Query), unary());
+        assert!(matches!(reserved, Err(RegistryError::Reserved(_))));
+        let bad_schema = registry.register(
+            spec("a/bad", OpType::Query).with_input_schema(json!({"type": "no-such-type"})),
+            unary(),
+        );
+        assert!(matches!(
+            bad_schema,
+            Err(RegistryError::BadInputSchema { .. })
+        ));
+        let mut bad_spec = spec("a/ns", OpType::Query);
+        bad_spec.namespace = "other".into();
+        assert!(matches!(
+            registry.register(bad_spec, unary()),
+            Err(RegistryError::Spec(_))
+        ));
+
+        let bundle = registry.spec_bundle();
+        let names: Vec<&str> = bundle
+            .operations
+            .iter()
+            .map(|op| op.name.as_str())
+            .collect();
+        assert_eq!(names, ["a/query", "a/stream"], "built-ins are not exported");
+        assert!(registry.get("services/list").is_some());
+    }
+
+    #[test]
+    fn input_validation_names_the_pointer() {
+        let mut registry = Registry::new();
+        registry
+            .register(
+                spec("a/v", OpType::Query).with_input_schema(json!({
+                    "type": "object",
+                    "properties": {"items": {"type": "array", "items": {"type": "integer"}}}
+                })),
+                unary(),
+            )
+            .unwrap();
+        let op = registry.get("a/v").unwrap();
+        op.validate_input(&json!({"items": [1, 2]})).unwrap();
+        let error = op
+            .validate_input(&json!({"items": [1, "two"]}))
+            .unwrap_err();
+        assert_eq!(error.code, "INVALID_INPUT");
+        assert_eq!(error.details, Some(json!({"pointer": "/items/1"})));
+        let error = op.validate_input(&json!("not an object")).unwrap_err();
+        assert_eq!(error.details, Some(json!({"pointer": ""})));
+    }
+}

@@ -882,3 +882,59 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_can_verify_against_a_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["node.test".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+
+    let dir = std::env::temp_dir().join(format!("alknet-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), server_cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), server_key.serialize_pem()).unwrap();
+
+    let mut options = alknet::ServerOptions::new("127.0.0.1:0".parse().unwrap());
+    options.identity = Some(
+        alknet::TlsIdentity::from_pem_files(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap(),
+    );
+    let server = alknet::Server::bind(alknet::demo::registry(), options).unwrap();
+    let roots = alknet::ServerVerification::roots_from_pem_file(&dir.join("ca.pem")).unwrap();
+    let client = Client::new(ClientOptions::new(roots)).unwrap();
+
+    let conn = client
+        .connect(server.local_addr(), "node.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.call("demo/echo", json!("ok")).await.unwrap(),
+        json!("ok")
+    );
+    assert!(
+        client
+            .connect(server.local_addr(), "other.test")
+            .await
+            .is_err(),
+        "the name must match the certificate"
+    );
+    let stranger = Client::new(ClientOptions::new(alknet::ServerVerification::Roots(
+        vec![],
+    )))
+    .unwrap();
+    assert!(
+        stranger
+            .connect(server.local_addr(), "node.test")
+            .await
+            .is_err()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
