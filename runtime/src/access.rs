@@ -1,20 +1,38 @@
-//! The access check of design §5, as a pure function of spec, identity and input.
+//! The access check of design §5: scopes, any-of scopes, and resource rules decided by an
+//! [`OwnershipProvider`] with the identity's static grants as fallback.
 
 use alknet_spec::OperationSpec;
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::error::CallError;
 use crate::identity::Identity;
 
+/// Decides whether a caller owns a resource, for operations whose access names a
+/// `resource_type` (for example the Docker pack: containers labelled with their owner).
+/// Registered per resource type with [`Registry::set_ownership`](crate::Registry::set_ownership).
+pub trait OwnershipProvider: Send + Sync + 'static {
+    /// Whether `identity` may perform `action` on the resource `resource_id` because it owns
+    /// it. `false` falls back to the identity's static `resources` grants.
+    fn owns<'a>(
+        &'a self,
+        identity: &'a Identity,
+        resource_id: &'a str,
+        action: &'a str,
+    ) -> BoxFuture<'a, bool>;
+}
+
 /// Decides whether `identity` may call `spec` with `input`.
 ///
 /// All `required_scopes` must be held; at least one of `required_scopes_any` when present; and
-/// when `resource_type` is set, the identity's static `resources` grant must list the action.
-/// A restricted operation with no identity is `FORBIDDEN` "authentication required".
-pub fn authorize(
+/// when `resource_type` is set, either `ownership` says the caller owns the resource named at
+/// `resource_id_path` in the input, or the identity's static `resources` grant lists the
+/// action. A restricted operation with no identity is `FORBIDDEN` "authentication required".
+pub async fn authorize(
     spec: &OperationSpec,
     identity: Option<&Identity>,
-    _input: &Value,
+    input: &Value,
+    ownership: Option<&dyn OwnershipProvider>,
 ) -> Result<(), CallError> {
     let access = &spec.access_control;
     if access.is_public() {
@@ -23,6 +41,26 @@ pub fn authorize(
     let Some(identity) = identity else {
         return Err(CallError::forbidden("authentication required"));
     };
+    check_scopes(spec, identity)?;
+    let (Some(resource_type), Some(action)) = (&access.resource_type, &access.resource_action)
+    else {
+        return Ok(());
+    };
+    if let (Some(provider), Some(resource_id)) = (ownership, resource_id(spec, input))
+        && provider.owns(identity, &resource_id, action).await
+    {
+        return Ok(());
+    }
+    if identity.has_resource_grant(resource_type, action) {
+        return Ok(());
+    }
+    Err(CallError::forbidden(format!(
+        "not allowed to {action} this {resource_type}"
+    )))
+}
+
+fn check_scopes(spec: &OperationSpec, identity: &Identity) -> Result<(), CallError> {
+    let access = &spec.access_control;
     if let Some(missing) = access
         .required_scopes
         .iter()
@@ -38,31 +76,25 @@ pub fn authorize(
             any.join(", ")
         )));
     }
-    if let (Some(resource_type), Some(action)) = (&access.resource_type, &access.resource_action)
-        && !identity.has_resource_grant(resource_type, action)
-    {
-        return Err(CallError::forbidden(format!(
-            "not allowed to {action} this {resource_type}"
-        )));
-    }
     Ok(())
+}
+
+/// The resource id at the spec's `resource_id_path`: a string, or a number written as one.
+fn resource_id(spec: &OperationSpec, input: &Value) -> Option<String> {
+    match input.pointer(spec.resource_id_path.as_deref()?)? {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// Whether discovery should show `spec` to `identity`: the scope rules of [`authorize`]. Resource
 /// rules depend on the input, so they are decided per call, not at listing time.
 pub fn may_list(spec: &OperationSpec, identity: Option<&Identity>) -> bool {
-    let access = &spec.access_control;
-    if access.is_public() {
+    if spec.access_control.is_public() {
         return true;
     }
-    let Some(identity) = identity else {
-        return false;
-    };
-    access.required_scopes.iter().all(|s| identity.has_scope(s))
-        && access
-            .required_scopes_any
-            .as_ref()
-            .is_none_or(|any| any.iter().any(|s| identity.has_scope(s)))
+    identity.is_some_and(|identity| check_scopes(spec, identity).is_ok())
 }
 
 #[cfg(test)]
@@ -78,9 +110,34 @@ mod tests {
             .with_resource_id_path("/id")
     }
 
+    struct OwnsX;
+
+    impl OwnershipProvider for OwnsX {
+        fn owns<'a>(
+            &'a self,
+            identity: &'a Identity,
+            id: &'a str,
+            _action: &'a str,
+        ) -> BoxFuture<'a, bool> {
+            Box::pin(async move { identity.id == "owner" && id == "x" })
+        }
+    }
+
+    fn check(
+        spec: &OperationSpec,
+        identity: Option<&Identity>,
+        input: &Value,
+    ) -> Result<(), CallError> {
+        futures_util::FutureExt::now_or_never(authorize(spec, identity, input, Some(&OwnsX)))
+            .unwrap()
+    }
+
     #[test]
     fn rules() {
         let input = json!({"id": "x"});
+        let authorize = |spec: &OperationSpec, identity: Option<&Identity>, input: &Value| {
+            check(spec, identity, input)
+        };
         let public = op(AccessControl::default());
         authorize(&public, None, &input).unwrap();
 

@@ -30,9 +30,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, debug_span, warn};
 
 use crate::config::ProtocolConfig;
-use crate::dispatch::{self, Request};
+use crate::dispatch::{self, Answer, Request};
 use crate::error::CallError;
-use crate::identity::Identity;
+use crate::identity::{Identity, IdentityProvider};
 use crate::registry::Registry;
 use crate::wire::{
     CallRequested, DecodeError, Event, FrameError, FrameReader, Message, encode_frame,
@@ -54,6 +54,10 @@ pub(crate) const CLOSE_NORMAL: u32 = 0;
 pub(crate) struct NodeShared {
     pub registry: Arc<Registry>,
     pub config: ProtocolConfig,
+    /// Resolves peers (by certificate) and tokens (per request). `None`: everyone anonymous.
+    pub identities: Option<Arc<dyn IdentityProvider>>,
+    /// A token this side attaches to every request it sends, unless the call names its own.
+    pub default_token: Option<String>,
     /// Every reader, writer and handler task, so a server can wait for them on shutdown.
     pub tracker: TaskTracker,
     /// Graceful shutdown began: stop reading new requests, end subscriptions.
@@ -63,10 +67,17 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
-    pub fn new(registry: Arc<Registry>, config: ProtocolConfig) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<Registry>,
+        config: ProtocolConfig,
+        identities: Option<Arc<dyn IdentityProvider>>,
+        default_token: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             config,
+            identities,
+            default_token,
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
@@ -178,11 +189,11 @@ impl CallOptions {
 impl Connection {
     /// Starts serving `quic`: accepts the peer's streams and answers its requests from the
     /// registry in `shared`.
-    pub(crate) fn start(
-        quic: quinn::Connection,
-        shared: Arc<NodeShared>,
-        identity: Option<Arc<Identity>>,
-    ) -> Connection {
+    pub(crate) fn start(quic: quinn::Connection, shared: Arc<NodeShared>) -> Connection {
+        // The peer's certificate (if it presented one) names who it is, for the whole connection.
+        let identity = crate::tls::peer_fingerprint(&quic)
+            .and_then(|fingerprint| shared.identities.as_ref()?.by_fingerprint(&fingerprint))
+            .map(Arc::new);
         let streams = shared.config.call_streams.max(1);
         let config = &shared.config;
         let request_slots = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
@@ -407,7 +418,10 @@ impl ConnInner {
             Event::Requested(CallRequested {
                 operation_id,
                 input,
-                auth_token: options.auth_token.clone(),
+                auth_token: options
+                    .auth_token
+                    .clone()
+                    .or_else(|| self.shared.default_token.clone()),
                 timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
                 stream: Some(stream),
             }),
@@ -765,8 +779,8 @@ impl ConnInner {
 
     /// Serves a request from the peer.
     ///
-    /// Fast path: a query/mutation whose handler finishes on its first poll (most do: no IO, or
-    /// IO that is already ready) is answered right here, without a task, a table entry or a
+    /// Fast path: a query/mutation whose dispatch finishes on its first poll (most do: no IO,
+    /// or IO that is already ready) is answered right here, without a task, a table entry or a
     /// cancellation link. Anything else gets a task of its own, registered for `call.aborted`.
     async fn start_request(
         self: &Arc<Self>,
@@ -783,39 +797,40 @@ impl ConnInner {
             return;
         }
         let span = debug_span!("call", id = %id, operation = %request.operation_id);
+        // A token that resolves replaces the connection's identity for this request only; one
+        // that does not resolve changes nothing (and reveals nothing).
+        let identity = request
+            .auth_token
+            .as_deref()
+            .and_then(|token| self.shared.identities.as_ref()?.by_token(token))
+            .map(Arc::new)
+            .or_else(|| self.identity.clone());
         let cancel = CancellationToken::new();
-        let prepared = dispatch::prepare(
-            &self.shared.registry,
+        let dispatched = dispatch::dispatch(
+            Arc::clone(&self.shared.registry),
             self.config().default_timeout,
             Request {
                 id: id.clone(),
+                parent_id: None,
                 operation_id: request.operation_id,
                 input: request.input,
                 timeout_ms: request.timeout_ms,
+                deadline: None,
                 expect_stream: request.stream,
-                identity: self.identity.clone(),
+                identity,
                 peer: self.handle.upgrade().map(|handle| Connection { handle }),
                 cancel: cancel.clone(),
+                internal: false,
             },
         );
-        let prepared = match prepared {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                self.encode_answer(out, Message::new(id, Event::Error(error)));
-                return;
-            }
-        };
-        let work = if prepared.op.spec().op_type.is_unary() {
-            let mut run = dispatch::run_unary(prepared)
-                .instrument(span.clone())
-                .boxed();
-            if let Some(outcome) = (&mut run).now_or_never() {
+        let mut dispatched = dispatched.instrument(span.clone()).boxed();
+        let work = match (&mut dispatched).now_or_never() {
+            Some(Answer::Unary(outcome)) => {
                 self.encode_answer(out, Message::new(id, outcome_event(outcome)));
                 return;
             }
-            Work::Unary(run)
-        } else {
-            Work::Stream(dispatch::run_stream(prepared))
+            Some(Answer::Stream(items)) => Work::Stream(items),
+            None => Work::Pending(dispatched),
         };
         // Waiting here stops this stream's reader: backpressure on a peer with too much running.
         let Ok(slot) = Arc::clone(&self.request_slots).acquire_owned().await else {
@@ -843,11 +858,12 @@ impl ConnInner {
             inner: &self,
             id: id.clone(),
         };
-        match work {
-            Work::Unary(run) => {
-                let outcome = tokio::select! {
+        let items = match work {
+            Work::Stream(items) => items,
+            Work::Pending(dispatched) => {
+                let answer = tokio::select! {
                     biased;
-                    outcome = run => outcome,
+                    answer = dispatched => answer,
                     _ = cancel.cancelled() => return,
                     // The stream or connection went away: cancel the request, so whatever
                     // it started stops too.
@@ -855,12 +871,21 @@ impl ConnInner {
                         cancel.cancel();
                         return;
                     }
-                    _ = self.hard_stop.cancelled() => Err(CallError::internal("server shutting down")),
+                    _ = self.hard_stop.cancelled() => {
+                        cancel.cancel();
+                        Answer::Unary(Err(CallError::internal("server shutting down")))
+                    }
                 };
-                self.answer(&tx, id, outcome).await;
+                match answer {
+                    Answer::Unary(outcome) => {
+                        self.answer(&tx, id, outcome).await;
+                        return;
+                    }
+                    Answer::Stream(items) => items,
+                }
             }
-            Work::Stream(items) => self.stream_items(id, items, tx, cancel, stream_token).await,
-        }
+        };
+        self.stream_items(id, items, tx, cancel, stream_token).await;
     }
 
     async fn answer(
@@ -946,7 +971,9 @@ fn outcome_event(outcome: Result<Value, CallError>) -> Event {
 
 /// A request that did not finish on its first poll.
 enum Work {
-    Unary(futures_util::future::BoxFuture<'static, Result<Value, CallError>>),
+    /// Still being dispatched or running (a query/mutation, or a subscription's setup).
+    Pending(futures_util::future::BoxFuture<'static, Answer>),
+    /// A subscription, ready to stream.
     Stream(dispatch::GuardedStream),
 }
 

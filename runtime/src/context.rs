@@ -1,14 +1,16 @@
 //! [`Context`]: what a handler knows about the request it is serving.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::Connection;
+use crate::env::Env;
 use crate::identity::Identity;
-use crate::registry::Registry;
+use crate::registry::{Composition, Registry};
 
 /// Per-request information handed to every handler.
 ///
@@ -24,6 +26,12 @@ pub struct Context {
     pub(crate) cancel: CancellationToken,
     pub(crate) peer: Option<Connection>,
     pub(crate) registry: Arc<Registry>,
+    /// The running operation's composition: authority and allow-list for `env()`.
+    pub(crate) composition: Option<Arc<Composition>>,
+    /// The node's default deadline for queries/mutations, for nested calls.
+    pub(crate) default_timeout: Duration,
+    /// Numbers this request's children: `7.1`, `7.2`, …
+    pub(crate) children: Arc<AtomicU64>,
 }
 
 impl Context {
@@ -72,5 +80,16 @@ impl Context {
     /// The registry serving this request.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Application state provided at registration with [`Registry::provide`].
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.registry.state::<T>()
+    }
+
+    /// Nested calls: to operations of this node or of the peer, under the running operation's
+    /// declared authority (see [`Registry::register_composed`]).
+    pub fn env(&self) -> Env {
+        Env::new(self.clone())
     }
 }

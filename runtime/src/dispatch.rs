@@ -1,14 +1,15 @@
 //! Transport-neutral dispatch of one request (design §5 dispatch order, §4.5 errors, §4.6
 //! deadlines).
 //!
-//! Every transport turns what it received into a [`Request`], asks [`prepare`] to resolve it
-//! (lookup → access → input validation → kind check), then runs it with [`run_unary`] or
-//! [`run_stream`], which own deadlines, panic isolation and error normalization. Transports only
-//! move bytes; the rules live here once.
+//! Every transport turns what it received into a [`Request`] and awaits [`dispatch`]: it
+//! resolves the request (lookup → access → input validation → kind check) and runs it with
+//! deadlines, panic isolation and error normalization. Nested calls from [`crate::env`] go
+//! through the same function. Transports only move bytes; the rules live here once.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
@@ -25,17 +26,47 @@ use crate::error::CallError;
 use crate::identity::Identity;
 use crate::registry::{Handler, ItemStream, Operation, Registry, StreamFuture};
 
-/// One request as a transport received it.
+/// One request as a transport received it (or as a composer made it).
 pub(crate) struct Request {
     pub id: String,
+    pub parent_id: Option<String>,
     pub operation_id: String,
     pub input: Value,
     pub timeout_ms: Option<u64>,
+    /// An upper bound inherited from a parent request.
+    pub deadline: Option<Instant>,
     /// `Some(true)`: the caller expects a stream; `Some(false)`: one answer; `None`: either.
     pub expect_stream: Option<bool>,
     pub identity: Option<Arc<Identity>>,
     pub peer: Option<Connection>,
     pub cancel: CancellationToken,
+    /// Nested call from a composition: internal operations are reachable.
+    pub internal: bool,
+}
+
+/// What a request comes to: one answer, or a stream of items.
+pub(crate) enum Answer {
+    /// The output or error of a query/mutation, or the one error of a subscription that could
+    /// not start.
+    Unary(Result<Value, CallError>),
+    /// A running subscription.
+    Stream(GuardedStream),
+}
+
+/// Resolves and runs a request. A query/mutation runs to its answer; a subscription is set up
+/// and returned as a stream.
+pub(crate) async fn dispatch(
+    registry: Arc<Registry>,
+    default_timeout: Duration,
+    request: Request,
+) -> Answer {
+    match prepare(&registry, default_timeout, request).await {
+        Err(error) => Answer::Unary(Err(error)),
+        Ok(prepared) if prepared.op.spec().op_type.is_unary() => {
+            Answer::Unary(run_unary(prepared).await)
+        }
+        Ok(prepared) => Answer::Stream(run_stream(prepared)),
+    }
 }
 
 /// A request that passed every check and is ready to run.
@@ -46,7 +77,7 @@ pub(crate) struct Prepared {
 }
 
 /// Resolves a request in the order of design §5. Errors are the answer to send.
-pub(crate) fn prepare(
+async fn prepare(
     registry: &Arc<Registry>,
     default_timeout: Duration,
     request: Request,
@@ -56,10 +87,15 @@ pub(crate) fn prepare(
     let name = OperationName::parse_wire(&request.operation_id).map_err(|_| not_found())?;
     let op = registry
         .get(name.as_str())
-        .filter(|op| op.spec().visibility == Visibility::External)
+        .filter(|op| request.internal || op.spec().visibility == Visibility::External)
         .ok_or_else(not_found)?;
     let spec = op.spec();
-    access::authorize(spec, request.identity.as_deref(), &request.input)?;
+    let ownership = spec
+        .access_control
+        .resource_type
+        .as_deref()
+        .and_then(|resource_type| registry.ownership(resource_type));
+    access::authorize(spec, request.identity.as_deref(), &request.input, ownership).await?;
     op.validate_input(&request.input)?;
     let is_stream = !spec.op_type.is_unary();
     if let Some(expect_stream) = request.expect_stream
@@ -81,14 +117,22 @@ pub(crate) fn prepare(
     } else {
         Some(requested.map_or(default_timeout, |t| t.min(default_timeout)))
     };
+    let own_deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = match (request.deadline, own_deadline) {
+        (Some(inherited), Some(own)) => Some(inherited.min(own)),
+        (inherited, own) => inherited.or(own),
+    };
     let ctx = Context {
         request_id: request.id,
-        parent_id: None,
+        parent_id: request.parent_id,
         identity: request.identity,
-        deadline: timeout.map(|t| Instant::now() + t),
+        deadline,
         cancel: request.cancel,
         peer: request.peer,
         registry: Arc::clone(registry),
+        composition: op.composition().cloned(),
+        default_timeout,
+        children: Arc::new(AtomicU64::new(0)),
     };
     Ok(Prepared {
         op: Arc::clone(op),
@@ -114,7 +158,7 @@ fn timeout_error(ctx: &Context) -> CallError {
 
 /// Runs a query/mutation to its answer: deadline, panic isolation, error normalization.
 /// Cancellation is the caller's to watch: dropping this future drops the handler.
-pub(crate) async fn run_unary(prepared: Prepared) -> Result<Value, CallError> {
+async fn run_unary(prepared: Prepared) -> Result<Value, CallError> {
     let Prepared { op, ctx, input } = prepared;
     let Handler::Unary(handler) = op.handler() else {
         return Err(CallError::internal("operation is not a query/mutation"));
@@ -140,7 +184,7 @@ pub(crate) async fn run_unary(prepared: Prepared) -> Result<Value, CallError> {
 
 /// Runs a subscription as a stream of normalized items. The first `Err` item is terminal: the
 /// stream ends after it. Panics in setup or in the stream become one `INTERNAL` item.
-pub(crate) fn run_stream(prepared: Prepared) -> GuardedStream {
+fn run_stream(prepared: Prepared) -> GuardedStream {
     let Prepared { op, ctx, input } = prepared;
     let setup = match op.handler() {
         Handler::Subscription(handler) => {

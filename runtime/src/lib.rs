@@ -33,8 +33,10 @@
 //! - [`error`]: [`CallError`], the `call.error` payload and protocol codes.
 //! - [`registry`]: [`Registry`], [`Handler`] and input validation; [`discovery`]: the built-in
 //!   `services/list` and `services/schema`.
-//! - [`context`]: the [`Context`] a handler receives.
-//! - [`identity`] and [`access`]: who calls, and what they may call (design §5).
+//! - [`context`]: the [`Context`] a handler receives; [`env`]: nested calls under a
+//!   composition's authority (design §6).
+//! - [`identity`] and [`access`]: who calls — certificates, tokens, the config-file provider —
+//!   and what they may call (design §5).
 //! - [`connection`]: the symmetric [`Connection`], calls, subscriptions, aborts.
 //! - [`quic`]: [`Server`] and [`Client`] endpoints; [`tls`]: certificates and fingerprints.
 //! - [`config`]: [`ProtocolConfig`], the protocol tunables.
@@ -50,6 +52,7 @@ pub mod context;
 pub mod demo;
 pub mod discovery;
 mod dispatch;
+pub mod env;
 pub mod error;
 pub mod identity;
 pub mod quic;
@@ -60,11 +63,13 @@ pub mod wire;
 /// The IR crate, re-exported.
 pub use alknet_spec as spec;
 
+pub use access::OwnershipProvider;
 pub use config::ProtocolConfig;
 pub use connection::{CallOptions, Connection, Subscription, TypedSubscription};
 pub use context::Context;
+pub use env::{Env, NestedOptions};
 pub use error::CallError;
-pub use identity::Identity;
+pub use identity::{ConfigIdentities, Identity, IdentityProvider};
 pub use quic::{Client, ClientOptions, EndpointError, Server, ServerOptions};
-pub use registry::{Handler, Registry, RegistryError};
+pub use registry::{Composition, Handler, Registry, RegistryError};
 pub use tls::{Fingerprint, ServerVerification, TlsIdentity};

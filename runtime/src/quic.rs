@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ProtocolConfig;
 use crate::connection::{CLOSE_NORMAL, Connection, NodeShared};
+use crate::identity::IdentityProvider;
 use crate::registry::Registry;
 use crate::tls::{self, ALPN_CALL, Fingerprint, ServerVerification, TlsError, TlsIdentity};
 
@@ -60,7 +61,7 @@ fn transport_config(config: &ProtocolConfig) -> Result<quinn::TransportConfig, E
 }
 
 /// How a server presents itself and what it serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// UDP address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
@@ -70,6 +71,9 @@ pub struct ServerOptions {
     pub protocol: ProtocolConfig,
     /// Connections served at once; further ones are refused (default 4096).
     pub max_connections: usize,
+    /// Resolves callers from client certificates and tokens; `None` treats everyone as
+    /// anonymous (only public operations can be called).
+    pub identities: Option<Arc<dyn IdentityProvider>>,
 }
 
 impl ServerOptions {
@@ -80,6 +84,7 @@ impl ServerOptions {
             identity: None,
             protocol: ProtocolConfig::default(),
             max_connections: 4096,
+            identities: None,
         }
     }
 }
@@ -112,7 +117,12 @@ impl Server {
                     source,
                 }
             })?;
-        let shared = NodeShared::new(Arc::new(registry), options.protocol);
+        let shared = NodeShared::new(
+            Arc::new(registry),
+            options.protocol,
+            options.identities,
+            None,
+        );
         let connections = Arc::new(Mutex::new(HashMap::new()));
         let accept_task = tokio::spawn(accept_connections(
             endpoint.clone(),
@@ -208,7 +218,7 @@ async fn accept_connections(
             }
             debug!(%remote, "connection accepted");
             let id = quic.stable_id();
-            let connection = Connection::start(quic, shared, None);
+            let connection = Connection::start(quic, shared);
             connections
                 .lock()
                 .expect("connections lock")
@@ -227,14 +237,20 @@ fn negotiated_alpn(quic: &quinn::Connection) -> Option<Vec<u8>> {
 }
 
 /// How a client dials and what it offers the server to call back.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// How the server's certificate is checked.
     pub verification: ServerVerification,
-    /// A client certificate to present, if any.
+    /// A client certificate to present, if any: the server resolves the connection's identity
+    /// from its fingerprint.
     pub identity: Option<TlsIdentity>,
+    /// A bearer token sent with every request (a call's own `auth_token` wins).
+    pub auth_token: Option<String>,
     /// Protocol settings.
     pub protocol: ProtocolConfig,
+    /// Resolves the server (by its certificate) and tokens when the server calls this client's
+    /// registry; `None` treats it as anonymous.
+    pub identities: Option<Arc<dyn IdentityProvider>>,
 }
 
 impl ClientOptions {
@@ -243,7 +259,9 @@ impl ClientOptions {
         Self {
             verification,
             identity: None,
+            auth_token: None,
             protocol: ProtocolConfig::default(),
+            identities: None,
         }
     }
 }
@@ -269,22 +287,19 @@ impl Client {
     ) -> Result<Client, EndpointError> {
         let crypto =
             tls::client_config(&options.verification, options.identity.as_ref(), ALPN_CALL)?;
-        Self::from_crypto(registry, crypto, options.protocol)
-    }
-
-    pub(crate) fn from_crypto(
-        registry: Registry,
-        crypto: rustls::ClientConfig,
-        protocol: ProtocolConfig,
-    ) -> Result<Client, EndpointError> {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| EndpointError::Config(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(transport_config(&protocol)?));
+        config.transport_config(Arc::new(transport_config(&options.protocol)?));
         let endpoint = bind_client_endpoint()?;
         Ok(Client {
             endpoint,
-            shared: NodeShared::new(Arc::new(registry), protocol),
+            shared: NodeShared::new(
+                Arc::new(registry),
+                options.protocol,
+                options.identities,
+                options.auth_token,
+            ),
             config,
         })
     }
@@ -315,7 +330,7 @@ impl Client {
                 "the server did not agree on ALPN alknet/call".into(),
             ));
         }
-        Ok(Connection::start(quic, Arc::clone(&self.shared), None))
+        Ok(Connection::start(quic, Arc::clone(&self.shared)))
     }
 }
 

@@ -4,7 +4,13 @@
 //! registration is checked: the spec against the IR rules, the handler kind against `op_type`,
 //! the input schema by compiling it, and the name against duplicates. Discovery
 //! (`services/list`, `services/schema`) is built in.
+//!
+//! Besides operations a registry holds what handlers share: application state
+//! ([`Registry::provide`], read with [`Context::state`]), ownership providers for resource
+//! checks ([`Registry::set_ownership`]), and for composing operations the authority and
+//! allow-list their nested calls run under ([`Registry::register_composed`]).
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -17,8 +23,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::access::OwnershipProvider;
 use crate::context::Context;
 use crate::error::CallError;
+use crate::identity::Identity;
 
 /// The future a query/mutation handler returns.
 pub type UnaryFuture = BoxFuture<'static, Result<Value, CallError>>;
@@ -142,6 +150,14 @@ pub enum RegistryError {
         /// The kind of handler given.
         handler: &'static str,
     },
+    /// A composition names an operation that cannot exist.
+    #[error("operation `{name}`: composition: {source}")]
+    Composition {
+        /// The composing operation.
+        name: String,
+        /// The bad name.
+        source: alknet_spec::NameError,
+    },
     /// The input schema does not compile.
     #[error("operation `{name}`: input_schema is not a valid JSON Schema 2020-12: {message}")]
     BadInputSchema {
@@ -152,11 +168,41 @@ pub enum RegistryError {
     },
 }
 
+/// What a composing operation may do through [`Context::env`]: the identity its nested calls
+/// run as (its declared authority, not the caller's) and the operations it may reach. Anything
+/// not listed is `NOT_FOUND` to it; internal operations are reachable when listed.
+#[derive(Debug, Clone, Default)]
+pub struct Composition {
+    /// The identity nested calls run under; `None` calls anonymously.
+    pub authority: Option<Identity>,
+    /// Operation names (registry form) the composer may call, locally or on its peer.
+    pub operations: Vec<String>,
+}
+
+impl Composition {
+    /// A composition acting as `authority`, allowed to call `operations`.
+    pub fn new(
+        authority: Identity,
+        operations: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            authority: Some(authority),
+            operations: operations.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether `name` (registry form) is on the allow-list.
+    pub fn allows(&self, name: &str) -> bool {
+        self.operations.iter().any(|allowed| allowed == name)
+    }
+}
+
 /// A registered operation: its spec, compiled input validator and handler.
 pub struct Operation {
     spec: OperationSpec,
     validator: Option<jsonschema::Validator>,
     handler: Handler,
+    composition: Option<Arc<Composition>>,
 }
 
 impl Operation {
@@ -168,6 +214,11 @@ impl Operation {
     /// The handler.
     pub fn handler(&self) -> &Handler {
         &self.handler
+    }
+
+    /// What the operation may call through its context's env, if it composes.
+    pub fn composition(&self) -> Option<&Arc<Composition>> {
+        self.composition.as_ref()
     }
 
     /// Checks `input` against the input schema: `INVALID_INPUT` naming the failing JSON pointer.
@@ -189,9 +240,12 @@ impl Operation {
     }
 }
 
-/// Operations by name. Build it, then hand it to a server or client.
+/// Operations by name, and what their handlers share. Build it, then hand it to a server or
+/// client.
 pub struct Registry {
     operations: HashMap<String, Arc<Operation>>,
+    ownership: HashMap<String, Arc<dyn OwnershipProvider>>,
+    state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 impl Default for Registry {
@@ -205,10 +259,12 @@ impl Registry {
     pub fn new() -> Self {
         let mut registry = Registry {
             operations: HashMap::new(),
+            ownership: HashMap::new(),
+            state: HashMap::new(),
         };
         for (spec, handler) in crate::discovery::builtins() {
             registry
-                .insert(spec, handler)
+                .insert(spec, handler, None)
                 .expect("built-in operations are valid");
         }
         registry
@@ -216,13 +272,70 @@ impl Registry {
 
     /// Registers an operation.
     pub fn register(&mut self, spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+        self.register_with(spec, handler, None)
+    }
+
+    /// Registers an operation that calls others through [`Context::env`], under the authority
+    /// and allow-list of `composition`.
+    pub fn register_composed(
+        &mut self,
+        spec: OperationSpec,
+        handler: Handler,
+        composition: Composition,
+    ) -> Result<(), RegistryError> {
+        for name in &composition.operations {
+            alknet_spec::validate_name(name).map_err(|source| RegistryError::Composition {
+                name: spec.name.clone(),
+                source,
+            })?;
+        }
+        self.register_with(spec, handler, Some(Arc::new(composition)))
+    }
+
+    fn register_with(
+        &mut self,
+        spec: OperationSpec,
+        handler: Handler,
+        composition: Option<Arc<Composition>>,
+    ) -> Result<(), RegistryError> {
         if spec.namespace == "services" || spec.name.starts_with("services/") {
             return Err(RegistryError::Reserved(spec.name));
         }
-        self.insert(spec, handler)
+        self.insert(spec, handler, composition)
     }
 
-    fn insert(&mut self, mut spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+    /// Makes `state` available to every handler as `ctx.state::<T>()`: a pool, a client, a
+    /// configuration. One value per type.
+    pub fn provide<T: Send + Sync + 'static>(&mut self, state: T) {
+        self.state.insert(TypeId::of::<T>(), Arc::new(state));
+    }
+
+    /// The state of type `T`, if provided.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let state = Arc::clone(self.state.get(&TypeId::of::<T>())?);
+        state.downcast::<T>().ok()
+    }
+
+    /// Decides resource checks for operations whose access names `resource_type`.
+    pub fn set_ownership(
+        &mut self,
+        resource_type: impl Into<String>,
+        provider: Arc<dyn OwnershipProvider>,
+    ) {
+        self.ownership.insert(resource_type.into(), provider);
+    }
+
+    /// The ownership provider for `resource_type`.
+    pub fn ownership(&self, resource_type: &str) -> Option<&dyn OwnershipProvider> {
+        self.ownership.get(resource_type).map(|p| p.as_ref())
+    }
+
+    fn insert(
+        &mut self,
+        mut spec: OperationSpec,
+        handler: Handler,
+        composition: Option<Arc<Composition>>,
+    ) -> Result<(), RegistryError> {
         spec.normalize();
         spec.validate()?;
         let matches = matches!(
@@ -248,6 +361,7 @@ impl Registry {
                 spec,
                 validator,
                 handler,
+                composition,
             }),
         );
         Ok(())

@@ -1,11 +1,30 @@
 //! Who is calling (design §5).
 //!
-//! An [`Identity`] is what access control reads. This module holds the data type; resolving
-//! identities from client certificates and tokens is the identity provider's job.
+//! An [`Identity`] is what access control reads. An [`IdentityProvider`] resolves one from the
+//! fingerprint of a TLS client certificate (once per connection) or from a token (per request).
+//! [`ConfigIdentities`] is the shipped provider, read from a TOML file; [`token`] makes and
+//! hashes tokens.
+
+mod config;
+pub mod token;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::tls::Fingerprint;
+
+pub use config::{ConfigError, ConfigIdentities};
+
+/// Resolves callers. Both methods must be cheap and must not reveal, through errors or
+/// timing, which tokens or certificates exist: an unknown one simply resolves to `None`.
+pub trait IdentityProvider: Send + Sync + 'static {
+    /// The identity of a peer presenting a client certificate with this fingerprint.
+    fn by_fingerprint(&self, fingerprint: &Fingerprint) -> Option<Identity>;
+
+    /// The identity a bearer token stands for.
+    fn by_token(&self, token: &str) -> Option<Identity>;
+}
 
 /// A resolved caller.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,0 +1,235 @@
+//! [`Env`]: nested calls from inside a handler (design §6).
+//!
+//! An operation registered with [`Registry::register_composed`](crate::Registry::register_composed)
+//! declares an authority (an [`Identity`](crate::Identity)) and an allow-list. Its nested calls:
+//! - run as that authority, not as the original caller, through the same dispatch rules as any
+//!   call (access, validation, kind);
+//! - may reach only the listed operations (internal ones included); anything else is
+//!   `NOT_FOUND`;
+//! - get fresh ids (`<parent id>.<n>`) and the parent as `parent_id`;
+//! - inherit the parent's remaining deadline (a shorter `timeout` may be given);
+//! - are aborted with their parent: an in-process child is part of the parent's future and is
+//!   dropped with it, and its cancellation signal is a child of the parent's; a child on the
+//!   peer is a call on the connection, aborted (`call.aborted`) when dropped. With
+//!   [`NestedOptions::continue_running`] a child is detached and runs to its end instead.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use alknet_spec::OperationName;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{CallOptions, Subscription};
+use crate::context::Context;
+use crate::dispatch::{self, Answer, Request};
+use crate::error::CallError;
+use crate::registry::ItemStream;
+
+/// Options for one nested call.
+#[derive(Debug, Clone, Default)]
+pub struct NestedOptions {
+    /// A deadline shorter than the inherited one.
+    pub timeout: Option<Duration>,
+    /// Keep the child running if the parent is aborted (the policy is local: it never goes on
+    /// the wire). The parent may still wait for the child's answer.
+    pub continue_running: bool,
+}
+
+impl NestedOptions {
+    /// Options that detach the child from its parent's abort.
+    pub fn continue_running() -> Self {
+        Self {
+            continue_running: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// The nested-call environment of one request. Get it with [`Context::env`].
+pub struct Env {
+    ctx: Context,
+}
+
+impl Env {
+    pub(crate) fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+
+    /// Checks the allow-list; anything not listed does not exist for this composer.
+    fn allowed(&self, op: &str) -> Result<OperationName, CallError> {
+        let not_found = || CallError::not_found(format!("operation `{op}` not found"));
+        let name = OperationName::parse_wire(op).map_err(|_| not_found())?;
+        match &self.ctx.composition {
+            Some(composition) if composition.allows(name.as_str()) => Ok(name),
+            _ => Err(not_found()),
+        }
+    }
+
+    fn child_deadline(&self, options: &NestedOptions) -> Option<Instant> {
+        let own = options.timeout.map(|t| Instant::now() + t);
+        match (self.ctx.deadline, own) {
+            (Some(parent), Some(own)) => Some(parent.min(own)),
+            (parent, own) => parent.or(own),
+        }
+    }
+
+    fn child_request(
+        &self,
+        name: &OperationName,
+        input: Value,
+        options: &NestedOptions,
+        expect_stream: bool,
+    ) -> Request {
+        let n = self.ctx.children.fetch_add(1, Ordering::Relaxed) + 1;
+        Request {
+            id: format!("{}.{n}", self.ctx.request_id),
+            parent_id: Some(self.ctx.request_id.clone()),
+            operation_id: name.wire_id(),
+            input,
+            timeout_ms: None,
+            deadline: self.child_deadline(options),
+            expect_stream: Some(expect_stream),
+            identity: self
+                .ctx
+                .composition
+                .as_ref()
+                .and_then(|c| c.authority.clone())
+                .map(Arc::new),
+            peer: self.ctx.peer.clone(),
+            cancel: if options.continue_running {
+                CancellationToken::new()
+            } else {
+                self.ctx.cancel.child_token()
+            },
+            internal: true,
+        }
+    }
+
+    /// Calls a query/mutation of this node.
+    pub async fn call(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_with(op, input, NestedOptions::default()).await
+    }
+
+    /// Calls a query/mutation of this node with options.
+    pub async fn call_with(
+        &self,
+        op: &str,
+        input: Value,
+        options: NestedOptions,
+    ) -> Result<Value, CallError> {
+        let name = self.allowed(op)?;
+        let request = self.child_request(&name, input, &options, false);
+        let registry = Arc::clone(&self.ctx.registry);
+        let default_timeout = self.ctx.default_timeout;
+        let cancel = request.cancel.clone();
+        let child = async move {
+            match dispatch::dispatch(registry, default_timeout, request).await {
+                Answer::Unary(outcome) => outcome,
+                Answer::Stream(_) => Err(CallError::invalid_operation_type(
+                    "nested call to a subscription",
+                )),
+            }
+        };
+        if options.continue_running {
+            detach(child).await
+        } else {
+            // Dropping this future (the parent was aborted) drops the child with it; cancel its
+            // signal too so whatever the child spawned stops.
+            let _cancel_on_drop = cancel.drop_guard();
+            child.await
+        }
+    }
+
+    /// Subscribes to a subscription of this node. The stream is dropped with the parent.
+    pub async fn subscribe(&self, op: &str, input: Value) -> Result<ItemStream, CallError> {
+        let name = self.allowed(op)?;
+        let request = self.child_request(&name, input, &NestedOptions::default(), true);
+        let cancel = request.cancel.clone();
+        let registry = Arc::clone(&self.ctx.registry);
+        match dispatch::dispatch(registry, self.ctx.default_timeout, request).await {
+            Answer::Stream(items) => {
+                let guard = cancel.drop_guard();
+                Ok(items
+                    .map(move |item| {
+                        let _ = &guard;
+                        item
+                    })
+                    .boxed())
+            }
+            Answer::Unary(Err(error)) => Err(error),
+            Answer::Unary(Ok(_)) => Err(CallError::internal("expected a stream")),
+        }
+    }
+
+    /// Calls a query/mutation that the peer of this request's connection registered (the
+    /// protocol is symmetric). The remaining deadline goes along as `timeout_ms`.
+    pub async fn call_peer(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_peer_with(op, input, NestedOptions::default())
+            .await
+    }
+
+    /// [`Env::call_peer`] with options.
+    pub async fn call_peer_with(
+        &self,
+        op: &str,
+        input: Value,
+        options: NestedOptions,
+    ) -> Result<Value, CallError> {
+        let name = self.allowed(op)?;
+        let peer = self.ctx.peer.clone().ok_or_else(|| {
+            CallError::not_found("no peer: this request did not arrive over a connection")
+        })?;
+        let timeout = self
+            .child_deadline(&options)
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let call = async move {
+            peer.call_with(
+                name.as_str(),
+                input,
+                CallOptions {
+                    timeout,
+                    auth_token: None,
+                },
+            )
+            .await
+        };
+        if options.continue_running {
+            detach(call).await
+        } else {
+            call.await
+        }
+    }
+
+    /// Subscribes to a subscription on the peer. Dropping the stream (or the parent) aborts it.
+    pub async fn subscribe_peer(&self, op: &str, input: Value) -> Result<Subscription, CallError> {
+        let name = self.allowed(op)?;
+        let peer = self.ctx.peer.clone().ok_or_else(|| {
+            CallError::not_found("no peer: this request did not arrive over a connection")
+        })?;
+        let timeout = self
+            .child_deadline(&NestedOptions::default())
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        peer.subscribe_with(
+            name.as_str(),
+            input,
+            CallOptions {
+                timeout,
+                auth_token: None,
+            },
+        )
+        .await
+    }
+}
+
+/// Runs a child on its own task: dropping the waiting parent does not stop it.
+async fn detach(
+    child: impl Future<Output = Result<Value, CallError>> + Send + 'static,
+) -> Result<Value, CallError> {
+    tokio::spawn(child)
+        .await
+        .unwrap_or_else(|_| Err(CallError::internal("the nested call panicked")))
+}
