@@ -829,7 +829,7 @@ impl ConnInner {
                 self.encode_answer(out, Message::new(id, outcome_event(outcome)));
                 return;
             }
-            Some(Answer::Stream(items)) => Work::Stream(items),
+            Some(Answer::Stream(items)) => Work::Stream(Box::new(items)),
             None => Work::Pending(dispatched),
         };
         // Waiting here stops this stream's reader: backpressure on a peer with too much running.
@@ -859,7 +859,7 @@ impl ConnInner {
             id: id.clone(),
         };
         let items = match work {
-            Work::Stream(items) => items,
+            Work::Stream(items) => *items,
             Work::Pending(dispatched) => {
                 let answer = tokio::select! {
                     biased;
@@ -974,7 +974,7 @@ enum Work {
     /// Still being dispatched or running (a query/mutation, or a subscription's setup).
     Pending(futures_util::future::BoxFuture<'static, Answer>),
     /// A subscription, ready to stream.
-    Stream(dispatch::GuardedStream),
+    Stream(Box<dispatch::GuardedStream>),
 }
 
 /// How a stream's reader reaches the stream's writer, to answer requests that arrive on it.
