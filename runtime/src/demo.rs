@@ -9,16 +9,21 @@
 //! | `demo/sleep` | query | `{ms}` → `{slept_ms}` after sleeping; stops at once when aborted |
 //! | `demo/fail` | mutation | always fails with the declared domain error `DEMO_FAILED` (HTTP 409) |
 //! | `demo/secret` | query, internal | reachable only by composition; `NOT_FOUND` from outside |
+//! | `demo/whoami` | query | the caller's `{id, scopes}`, or `null` when anonymous |
+//! | `demo/admin` | mutation | needs scope `admin`; answers `{ok, by}` |
+//! | `demo/compose` | query | `{a, b, c}` → `{sum, secret}`: calls `demo/add` twice and the internal `demo/secret` through its env, as its own authority `demo/compose` |
+//! | `demo/ask_peer` | query | asks the caller's side of the connection (`client/name`) and answers `{peer_says}` |
 
 use std::time::Duration;
 
-use alknet_spec::{ErrorSpec, OpType, OperationSpec, Visibility};
+use alknet_spec::{AccessControl, ErrorSpec, OpType, OperationSpec, Visibility};
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::CallError;
-use crate::registry::{Handler, Registry, RegistryError};
+use crate::identity::Identity;
+use crate::registry::{Composition, Handler, Registry, RegistryError};
 
 /// The largest `count` `demo/ticks` accepts.
 pub const MAX_TICKS: u64 = 10_000_000;
@@ -213,6 +218,107 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
             "properties": {"secret": {"type": "string"}}
         })),
         Handler::unary(|_ctx, _input| async move { Ok(json!({"secret": "internal only"})) }),
+    )?;
+
+    registry.register(
+        spec(
+            "demo/whoami",
+            OpType::Query,
+            "Who the node thinks you are: `{id, scopes}`, or null when anonymous.",
+        )
+        .with_output_schema(json!({
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["id", "scopes"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "scopes": {"type": "array", "items": {"type": "string"}}
+                    }
+                }
+            ]
+        })),
+        Handler::unary(|ctx, _input| async move {
+            Ok(match ctx.identity() {
+                Some(identity) => json!({"id": identity.id, "scopes": identity.scopes}),
+                None => json!(null),
+            })
+        }),
+    )?;
+
+    registry.register(
+        spec("demo/admin", OpType::Mutation, "Needs the scope `admin`.")
+            .with_access(AccessControl {
+                required_scopes: vec!["admin".into()],
+                ..AccessControl::default()
+            })
+            .with_output_schema(json!({
+                "type": "object",
+                "required": ["ok", "by"],
+                "properties": {"ok": {"type": "boolean"}, "by": {"type": "string"}}
+            })),
+        Handler::unary(|ctx, _input| async move {
+            let by = ctx.identity().map(|i| i.id.clone()).unwrap_or_default();
+            Ok(json!({"ok": true, "by": by}))
+        }),
+    )?;
+
+    registry.register_composed(
+        spec(
+            "demo/compose",
+            OpType::Query,
+            "Adds a + b + c with two nested calls to demo/add, and reads the internal \
+             demo/secret: nested calls run as `demo/compose`, not as the caller.",
+        )
+        .with_input_schema(json!({
+            "type": "object",
+            "required": ["a", "b", "c"],
+            "properties": {
+                "a": {"type": "number"}, "b": {"type": "number"}, "c": {"type": "number"}
+            }
+        }))
+        .with_output_schema(json!({
+            "type": "object",
+            "required": ["sum", "secret"],
+            "properties": {"sum": {"type": "number"}, "secret": {"type": "string"}}
+        })),
+        Handler::unary(|ctx, input| async move {
+            let env = ctx.env();
+            let first = env
+                .call("demo/add", json!({"a": input["a"], "b": input["b"]}))
+                .await?;
+            let total = env
+                .call("demo/add", json!({"a": first["sum"], "b": input["c"]}))
+                .await?;
+            let secret = env.call("demo/secret", json!({})).await?;
+            Ok(json!({"sum": total["sum"], "secret": secret["secret"]}))
+        }),
+        Composition::new(
+            Identity::new("demo/compose", ["demo"]),
+            ["demo/add", "demo/secret"],
+        ),
+    )?;
+
+    registry.register_composed(
+        spec(
+            "demo/ask_peer",
+            OpType::Query,
+            "Calls `client/name` on the caller's side of the connection and answers `{peer_says}`.",
+        )
+        .with_output_schema(json!({
+            "type": "object",
+            "required": ["peer_says"],
+            "properties": {"peer_says": true}
+        })),
+        Handler::unary(|ctx, _input| async move {
+            let answer = ctx.env().call_peer("client/name", json!({})).await?;
+            Ok(json!({ "peer_says": answer }))
+        }),
+        Composition::new(
+            Identity::new("demo/ask_peer", Vec::<String>::new()),
+            ["client/name"],
+        ),
     )?;
     Ok(())
 }

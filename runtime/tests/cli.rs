@@ -238,11 +238,189 @@ fn spec_prints_the_demo_bundle() {
         names,
         [
             "demo/add",
+            "demo/admin",
+            "demo/ask_peer",
+            "demo/compose",
             "demo/echo",
             "demo/fail",
             "demo/secret",
             "demo/sleep",
-            "demo/ticks"
+            "demo/ticks",
+            "demo/whoami"
         ]
     );
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("alknet-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn tokens_and_client_certificates_from_the_command_line() {
+    let dir = temp_dir("auth");
+    // A token made by `alknet token new`, pasted into a config file.
+    let out = Command::new(ALKNET)
+        .args(["token", "new", "--id", "carol", "--scope", "admin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text.lines().next().unwrap().to_owned();
+    assert!(token.starts_with("alk_"));
+    let token_lines: String = text
+        .lines()
+        .skip_while(|l| *l != "[[tokens]]")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        !token_lines.contains(&token),
+        "the config lines hold only the hash"
+    );
+
+    // A client certificate made by `alknet cert new`.
+    let out = Command::new(ALKNET)
+        .args([
+            "cert",
+            "new",
+            "--out",
+            dir.to_str().unwrap(),
+            "--name",
+            "laptop",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let peer_lines: String = text
+        .lines()
+        .skip_while(|l| *l != "[[peers]]")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("laptop.key.pem"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        key_mode & 0o077,
+        0,
+        "the private key is readable by its owner only"
+    );
+
+    let config = dir.join("auth.toml");
+    std::fs::write(&config, format!("{token_lines}\n{peer_lines}")).unwrap();
+    let node = Node::start(&["--config", config.to_str().unwrap()]);
+
+    let whoami = |extra: &[&str]| {
+        let mut args = vec!["call", "demo/whoami"];
+        args.extend_from_slice(extra);
+        json_lines(&node.run(&args).stdout)[0].clone()
+    };
+    assert_eq!(whoami(&[]), json!(null));
+    assert_eq!(
+        whoami(&["--token", &token]),
+        json!({"id": "carol", "scopes": ["admin"]})
+    );
+    let cert = dir.join("laptop.cert.pem");
+    let key = dir.join("laptop.key.pem");
+    let cert_args = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    assert_eq!(whoami(&cert_args), json!({"id": "laptop", "scopes": []}));
+
+    let out = node.run(&["call", "demo/admin"]);
+    assert_eq!(
+        json_lines(&out.stderr)[0]["message"],
+        "authentication required"
+    );
+    let out = node.run(&["call", "demo/admin", "--token", &token]);
+    assert_eq!(
+        json_lines(&out.stdout),
+        [json!({"ok": true, "by": "carol"})]
+    );
+    let out = node.run(&["call", "demo/ask_peer"]);
+    assert_eq!(
+        json_lines(&out.stdout),
+        [json!({"peer_says": {"name": "alknet cli"}})]
+    );
+    node.terminate();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_config_refuses_to_start_naming_file_and_line() {
+    let dir = temp_dir("badconfig");
+    let cases = [
+        (
+            "[[peers]]\nid = \"x\"\nfingerprint = \"SHA256:nothex\"\n",
+            ":3:",
+            "malformed fingerprint",
+        ),
+        (
+            "[[tokens]]\nid = \"x\"\nsha256 = \"abc\"\n",
+            ":3:",
+            "sha256",
+        ),
+        (
+            "[[tokens]]\nid = \"x\"\nsha = \"abc\"\n",
+            ":3:",
+            "unknown field",
+        ),
+        ("this is not toml\n", ":1:", ""),
+    ];
+    for (i, (text, line, problem)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(ALKNET)
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text:?} must refuse to start");
+        assert!(out.stdout.is_empty(), "no ready line");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("{}{line}", path.display());
+        assert!(
+            stderr.contains(&expected) && stderr.contains(problem),
+            "{stderr}"
+        );
+    }
+    let missing = Command::new(ALKNET)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "/nonexistent/auth.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/auth.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_example_config_works_with_the_readme_tokens() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo-auth.toml");
+    let node = Node::start(&["--config", config]);
+    let out = node.run(&["call", "demo/admin", "--token", "alk_demo_admin_token"]);
+    assert_eq!(
+        json_lines(&out.stdout),
+        [json!({"ok": true, "by": "admin"})]
+    );
+    let out = node.run(&["call", "demo/admin", "--token", "alk_demo_reader_token"]);
+    assert_eq!(json_lines(&out.stderr)[0]["code"], "FORBIDDEN");
+    node.terminate();
 }

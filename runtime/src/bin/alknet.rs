@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use alknet::identity::token;
+use alknet::spec::{OpType, OperationSpec};
 use alknet::{
-    CallError, CallOptions, Client, ClientOptions, Connection, Registry, Server, ServerOptions,
-    ServerVerification, TlsIdentity,
+    CallError, CallOptions, Client, ClientOptions, ConfigIdentities, Connection, Handler, Registry,
+    Server, ServerOptions, ServerVerification, TlsIdentity,
 };
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +74,40 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Bearer tokens for `serve --config`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Certificates for `serve --cert/--key` or for clients (`--cert/--key` on client commands).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh token (shown once) and the `[[tokens]]` lines for the config file, which
+    /// hold only its SHA-256.
+    New {
+        /// Who the token stands for.
+        #[arg(long)]
+        id: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Write a self-signed certificate and key (`NAME.cert.pem`, `NAME.key.pem` in DIR) and print
+    /// its fingerprint and the `[[peers]]` lines for the config file.
+    New {
+        /// Directory to write to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// File name stem, and the DNS name in the certificate.
+        #[arg(long, default_value = "client")]
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -88,6 +124,10 @@ struct ServeArgs {
     /// Serve the demo service (demo/echo, demo/add, demo/ticks, …).
     #[arg(long)]
     demo: bool,
+    /// TOML file listing peers (by certificate fingerprint) and tokens (by SHA-256) with their
+    /// ids, scopes and resources. Without it every caller is anonymous.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -109,6 +149,15 @@ struct Target {
     /// Name to verify in the server certificate with `--ca` (default: the host of ADDR).
     #[arg(long)]
     server_name: Option<String>,
+    /// Bearer token sent with the request.
+    #[arg(long, env = "ALKNET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Client certificate (PEM) to present.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -146,6 +195,24 @@ async fn run(cli: Cli) -> ExitCode {
             print!("{}", registry.spec_bundle().to_json_pretty());
             ExitCode::SUCCESS
         }
+        Command::Token(TokenCommand::New { id, scopes }) => {
+            let token = token::generate();
+            println!("{token}");
+            println!();
+            println!("# Give the token above to `{id}`; it is not stored anywhere. Config lines:");
+            println!("[[tokens]]");
+            println!("id = {}", toml_string(&id));
+            println!("sha256 = \"{}\"", token::hash_hex(&token));
+            println!("scopes = [{}]", toml_list(&scopes));
+            ExitCode::SUCCESS
+        }
+        Command::Cert(CertCommand::New { out, name }) => match new_cert(&out, &name) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("alknet cert new: {error:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Call {
             target,
             op,
@@ -216,10 +283,61 @@ fn node_registry(demo: bool) -> Registry {
     }
 }
 
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).expect("strings serialize")
+}
+
+fn toml_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| toml_string(s))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn new_cert(out: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let identity = TlsIdentity::self_signed(&[name])?;
+    let (cert, key) = identity.to_pem();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let cert_path = out.join(format!("{name}.cert.pem"));
+    let key_path = out.join(format!("{name}.key.pem"));
+    std::fs::write(&cert_path, cert).with_context(|| format!("writing {}", cert_path.display()))?;
+    write_private(&key_path, key.as_bytes())?;
+    println!("{}", identity.fingerprint());
+    println!();
+    println!("# wrote {} and {}", cert_path.display(), key_path.display());
+    println!("# Config lines for the node that should know this certificate:");
+    println!("[[peers]]");
+    println!("id = {}", toml_string(name));
+    println!("fingerprint = \"{}\"", identity.fingerprint());
+    println!("scopes = []");
+    Ok(())
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut options = ServerOptions::new(args.listen);
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
+    }
+    if let Some(config) = &args.config {
+        let identities = ConfigIdentities::from_file(config)?;
+        let (peers, tokens) = identities.len();
+        tracing::info!(config = %config.display(), peers, tokens, "identities loaded");
+        options.identities = Some(std::sync::Arc::new(identities));
     }
     let server = Server::bind(node_registry(args.demo), options)?;
     {
@@ -298,12 +416,33 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
         .trim_start_matches('[')
         .trim_end_matches(']');
     let server_name = target.server_name.as_deref().unwrap_or(host);
-    let client = Client::new(ClientOptions::new(verification)).map_err(|e| local(e.to_string()))?;
+    let mut options = ClientOptions::new(verification);
+    options.auth_token = target.token.clone();
+    if let (Some(cert), Some(key)) = (&target.cert, &target.key) {
+        options.identity =
+            Some(TlsIdentity::from_pem_files(cert, key).map_err(|e| local(e.to_string()))?);
+    }
+    let client =
+        Client::with_registry(cli_registry(), options).map_err(|e| local(e.to_string()))?;
     let conn = client
         .connect(addr, server_name)
         .await
         .map_err(|e| local(e.to_string()))?;
     Ok((client, conn))
+}
+
+/// What the CLI offers the node to call back: `client/name` (used by `demo/ask_peer`).
+fn cli_registry() -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(
+            OperationSpec::new("client/name", OpType::Query)
+                .expect("a valid name")
+                .with_description("The name of this client."),
+            Handler::unary(|_ctx, _input| async move { Ok(json!({"name": "alknet cli"})) }),
+        )
+        .expect("a valid operation");
+    registry
 }
 
 fn call_options(timeout_ms: Option<u64>) -> CallOptions {
