@@ -244,7 +244,7 @@ async fn alknet_sequential(conn: &alknet::Connection, calls: usize) -> Vec<Durat
     let mut latencies = Vec::with_capacity(calls);
     for _ in 0..calls {
         let started = Instant::now();
-        conn.call("demo/echo", echo_input()).await.unwrap();
+        conn.call_json("demo/echo", echo_input()).await.unwrap();
         latencies.push(started.elapsed());
     }
     latencies
@@ -257,7 +257,7 @@ async fn alknet_concurrent(conn: &alknet::Connection, calls: usize) -> Duration 
         let conn = conn.clone();
         tokio::spawn(async move {
             for _ in 0..per_caller {
-                conn.call("demo/echo", echo_input()).await.unwrap();
+                conn.call_json("demo/echo", echo_input()).await.unwrap();
             }
         })
     }))
@@ -268,7 +268,7 @@ async fn alknet_concurrent(conn: &alknet::Connection, calls: usize) -> Duration 
 async fn alknet_subscription(conn: &alknet::Connection, items: usize) -> Duration {
     let started = Instant::now();
     let mut stream = conn
-        .subscribe("demo/ticks", json!({"count": items}))
+        .subscribe_json("demo/ticks", json!({"count": items}))
         .await
         .unwrap();
     let mut seen = 0;
@@ -288,7 +288,7 @@ async fn alknet_fresh_connections(
     let started = Instant::now();
     for _ in 0..n {
         let conn = client.connect(addr, "localhost").await.unwrap();
-        conn.call("demo/echo", echo_input()).await.unwrap();
+        conn.call_json("demo/echo", echo_input()).await.unwrap();
         conn.close();
     }
     started.elapsed()

@@ -34,6 +34,7 @@ use crate::dispatch::{self, Answer, Request};
 use crate::error::CallError;
 use crate::identity::{Identity, IdentityProvider};
 use crate::registry::Registry;
+use crate::typed::{OpError, Operation};
 use crate::wire::{
     CallRequested, DecodeError, Event, FrameError, FrameReader, Message, encode_frame,
     encode_frame_into, event_type,
@@ -274,15 +275,37 @@ impl Connection {
         self.inner().cancel.cancelled().await
     }
 
-    /// Calls a query or mutation on the peer. `op` is the operation name, with or without the
-    /// leading `/`.
-    pub async fn call(&self, op: &str, input: Value) -> Result<Value, CallError> {
-        self.call_with(op, input, CallOptions::default()).await
+    /// Calls an operation declared with `#[operation]`: typed input, typed output, and its
+    /// declared errors as their enum in [`OpError::Domain`].
+    pub async fn call<O: Operation>(
+        &self,
+        input: &O::Input,
+    ) -> Result<O::Output, OpError<O::Error>> {
+        self.call_with::<O>(input, CallOptions::default()).await
     }
 
-    /// Calls a query or mutation with options. Dropping the future before it completes sends
+    /// [`Connection::call`] with options.
+    pub async fn call_with<O: Operation>(
+        &self,
+        input: &O::Input,
+        options: CallOptions,
+    ) -> Result<O::Output, OpError<O::Error>> {
+        let output = self
+            .call_json_with(O::NAME, encode_input(input)?, options)
+            .await
+            .map_err(OpError::from_call_error)?;
+        Ok(decode_output(output)?)
+    }
+
+    /// Calls a query or mutation on the peer by name, with JSON values. `op` may carry the
+    /// wire's leading `/`.
+    pub async fn call_json(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_json_with(op, input, CallOptions::default()).await
+    }
+
+    /// [`Connection::call_json`] with options. Dropping the future before it completes sends
     /// `call.aborted`, so the peer stops working on it.
-    pub async fn call_with(
+    pub async fn call_json_with(
         &self,
         op: &str,
         input: Value,
@@ -316,24 +339,41 @@ impl Connection {
         }
     }
 
-    /// Calls with serde types: serializes the input, deserializes the output.
-    pub async fn call_typed<I, O>(&self, op: &str, input: &I) -> Result<O, CallError>
-    where
-        I: Serialize + ?Sized,
-        O: DeserializeOwned,
-    {
-        decode_output(self.call(op, encode_input(input)?).await?)
+    /// Subscribes to an operation declared with `#[operation]`: a stream of typed items.
+    pub async fn subscribe<O: Operation>(
+        &self,
+        input: &O::Input,
+    ) -> Result<TypedSubscription<O>, OpError<O::Error>> {
+        self.subscribe_with::<O>(input, CallOptions::default())
+            .await
     }
 
-    /// Subscribes to a subscription on the peer. The returned stream yields items until the
-    /// subscription completes (the stream ends) or fails (one `Err`, then the end). Dropping it
-    /// early sends `call.aborted`.
-    pub async fn subscribe(&self, op: &str, input: Value) -> Result<Subscription, CallError> {
-        self.subscribe_with(op, input, CallOptions::default()).await
+    /// [`Connection::subscribe`] with options.
+    pub async fn subscribe_with<O: Operation>(
+        &self,
+        input: &O::Input,
+        options: CallOptions,
+    ) -> Result<TypedSubscription<O>, OpError<O::Error>> {
+        let inner = self
+            .subscribe_json_with(O::NAME, encode_input(input)?, options)
+            .await?;
+        Ok(TypedSubscription {
+            inner,
+            _op: std::marker::PhantomData,
+        })
     }
 
-    /// Subscribes with options (a deadline for the whole subscription, a token).
-    pub async fn subscribe_with(
+    /// Subscribes to a subscription on the peer by name, with JSON values. The stream yields
+    /// items until the subscription completes (the stream ends) or fails (one `Err`, then the
+    /// end). Dropping it early sends `call.aborted`.
+    pub async fn subscribe_json(&self, op: &str, input: Value) -> Result<Subscription, CallError> {
+        self.subscribe_json_with(op, input, CallOptions::default())
+            .await
+    }
+
+    /// [`Connection::subscribe_json`] with options (a deadline for the whole subscription, a
+    /// token).
+    pub async fn subscribe_json_with(
         &self,
         op: &str,
         input: Value,
@@ -354,31 +394,14 @@ impl Connection {
             finished: false,
         })
     }
-
-    /// Subscribes with serde types.
-    pub async fn subscribe_typed<I, T>(
-        &self,
-        op: &str,
-        input: &I,
-    ) -> Result<TypedSubscription<T>, CallError>
-    where
-        I: Serialize + ?Sized,
-        T: DeserializeOwned,
-    {
-        let inner = self.subscribe(op, encode_input(input)?).await?;
-        Ok(TypedSubscription {
-            inner,
-            _item: std::marker::PhantomData,
-        })
-    }
 }
 
-fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value, CallError> {
+pub(crate) fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value, CallError> {
     serde_json::to_value(input)
         .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))
 }
 
-fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
+pub(crate) fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
     serde_json::from_value(output).map_err(|e| {
         CallError::internal(format!("the output does not match the expected type: {e}"))
     })
@@ -1172,18 +1195,22 @@ impl Stream for Subscription {
     }
 }
 
-/// A [`Subscription`] whose items are deserialized into `T`.
-pub struct TypedSubscription<T> {
+/// The items of a subscription to an `#[operation]`: typed, with its declared errors as their
+/// enum. Dropping it early aborts the subscription.
+pub struct TypedSubscription<O: Operation> {
     inner: Subscription,
-    _item: std::marker::PhantomData<fn() -> T>,
+    _op: std::marker::PhantomData<fn() -> O>,
 }
 
-impl<T: DeserializeOwned> Stream for TypedSubscription<T> {
-    type Item = Result<T, CallError>;
+impl<O: Operation> Stream for TypedSubscription<O> {
+    type Item = Result<O::Output, OpError<O::Error>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.inner
-            .poll_next_unpin(cx)
-            .map(|item| item.map(|r| r.and_then(decode_output)))
+        self.inner.poll_next_unpin(cx).map(|item| {
+            item.map(|r| match r {
+                Ok(output) => decode_output(output).map_err(OpError::Call),
+                Err(error) => Err(OpError::from_call_error(error)),
+            })
+        })
     }
 }

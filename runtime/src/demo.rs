@@ -1,5 +1,5 @@
 //! The demo service behind `alknet serve --demo`, used by the README, the tests and the
-//! benchmarks.
+//! benchmarks. Every operation is declared with `#[operation]`.
 //!
 //! | operation | kind | what it does |
 //! |---|---|---|
@@ -16,310 +16,277 @@
 
 use std::time::Duration;
 
-use alknet_spec::{AccessControl, ErrorSpec, OpType, OperationSpec, Visibility};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Number, Value, json};
 
 use crate::error::CallError;
-use crate::identity::Identity;
-use crate::registry::{Composition, Handler, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
+use crate::{Context, DomainError, Empty, operation};
 
 /// The largest `count` `demo/ticks` accepts.
 pub const MAX_TICKS: u64 = 10_000_000;
 /// The longest `demo/sleep` accepts, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 600_000;
 
-#[derive(Deserialize)]
-struct AddInput {
-    a: serde_json::Number,
-    b: serde_json::Number,
+/// Returns its input unchanged.
+#[operation(query, name = "demo/echo")]
+pub async fn echo(input: Value) -> Result<Value, CallError> {
+    Ok(input)
 }
 
-#[derive(Serialize)]
-struct AddOutput {
-    sum: serde_json::Number,
+/// Two numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddInput {
+    /// The first number.
+    pub a: Number,
+    /// The second number.
+    pub b: Number,
+}
+
+/// Their sum.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AddOutput {
+    /// `a + b`: exact for integers, floating point otherwise.
+    pub sum: Number,
+}
+
+/// Adds two numbers.
+#[operation(query, name = "demo/add")]
+pub async fn add(input: AddInput) -> Result<AddOutput, CallError> {
+    Ok(AddOutput {
+        sum: sum(&input.a, &input.b)?,
+    })
 }
 
 /// Integers add exactly (`1 + 2` is `3`, not `3.0`); anything else adds as floating point.
-fn add(a: &serde_json::Number, b: &serde_json::Number) -> Result<serde_json::Number, CallError> {
+fn sum(a: &Number, b: &Number) -> Result<Number, CallError> {
     if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64())
         && let Some(sum) = a.checked_add(b)
     {
         return Ok(sum.into());
     }
     let sum = a.as_f64().unwrap_or(f64::NAN) + b.as_f64().unwrap_or(f64::NAN);
-    serde_json::Number::from_f64(sum)
+    Number::from_f64(sum)
         .ok_or_else(|| CallError::invalid_input("the sum is not a finite number", ""))
 }
 
-#[derive(Deserialize)]
-struct TicksInput {
-    count: u64,
+/// How many ticks, how far apart.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicksInput {
+    /// Number of ticks.
+    #[schemars(range(max = 10_000_000))]
+    pub count: u64,
+    /// Milliseconds between ticks.
     #[serde(default)]
-    interval_ms: u64,
+    #[schemars(range(max = 60_000))]
+    pub interval_ms: u64,
 }
 
-#[derive(Serialize)]
-struct Tick {
-    n: u64,
+/// One tick.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+pub struct Tick {
+    /// 1 for the first tick.
+    pub n: u64,
 }
 
-#[derive(Deserialize)]
-struct SleepInput {
-    ms: u64,
+/// Emits `count` ticks `{n}` (n = 1..=count), `interval_ms` apart, then completes.
+#[operation(subscription, name = "demo/ticks")]
+pub async fn ticks(input: TicksInput) -> impl Stream<Item = Result<Tick, CallError>> {
+    let interval = Duration::from_millis(input.interval_ms);
+    stream::iter(1..=input.count).then(move |n| async move {
+        if !interval.is_zero() && n > 1 {
+            tokio::time::sleep(interval).await;
+        }
+        Ok(Tick { n })
+    })
 }
 
-#[derive(Serialize)]
-struct SleepOutput {
-    slept_ms: u64,
+/// How long to sleep.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepInput {
+    /// Milliseconds.
+    #[schemars(range(max = 600_000))]
+    pub ms: u64,
 }
 
-#[derive(Deserialize)]
-struct FailInput {
+/// How long it slept.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SleepOutput {
+    /// Milliseconds.
+    pub slept_ms: u64,
+}
+
+/// Sleeps `ms` milliseconds, then answers `{slept_ms}`. Aborting the call stops it.
+#[operation(query, name = "demo/sleep")]
+pub async fn sleep(input: SleepInput) -> Result<SleepOutput, CallError> {
+    // Dropping this future (abort, deadline) ends the sleep: nothing else to clean up.
+    tokio::time::sleep(Duration::from_millis(input.ms)).await;
+    Ok(SleepOutput { slept_ms: input.ms })
+}
+
+/// Why `demo/fail` should fail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FailInput {
+    /// Carried back in the error's details.
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
-fn spec(name: &str, op_type: OpType, description: &str) -> OperationSpec {
-    OperationSpec::new(name, op_type)
-        .expect("demo names are valid")
-        .with_description(description)
+/// The details of `DEMO_FAILED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailDetails {
+    /// The reason given in the input.
+    pub reason: String,
+}
+
+/// The declared errors of `demo/fail`.
+#[derive(Debug, Clone, PartialEq, DomainError)]
+pub enum DemoError {
+    /// The demo operation failed, as it always does.
+    #[domain(
+        code = "DEMO_FAILED",
+        status = 409,
+        message = "demo/fail failed as designed"
+    )]
+    Failed(FailDetails),
+}
+
+/// Always fails with the declared domain error DEMO_FAILED.
+#[operation(mutation, name = "demo/fail", errors = DemoError)]
+pub async fn fail(input: FailInput) -> Result<Empty, DemoError> {
+    let reason = input.reason.unwrap_or_else(|| "asked to fail".to_owned());
+    Err(DemoError::Failed(FailDetails { reason }))
+}
+
+/// The secret.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Secret {
+    /// Only compositions get to read it.
+    pub secret: String,
+}
+
+/// An internal operation: only other operations may call it.
+#[operation(query, name = "demo/secret", internal)]
+pub async fn secret() -> Result<Secret, CallError> {
+    Ok(Secret {
+        secret: "internal only".into(),
+    })
+}
+
+/// Who a caller is.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WhoAmI {
+    /// The identity's id.
+    pub id: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+}
+
+/// Who the node thinks you are: `{id, scopes}`, or null when anonymous.
+#[operation(query, name = "demo/whoami")]
+pub async fn whoami(ctx: Context) -> Result<Option<WhoAmI>, CallError> {
+    Ok(ctx.identity().map(|identity| WhoAmI {
+        id: identity.id.clone(),
+        scopes: identity.scopes.clone(),
+    }))
+}
+
+/// What `demo/admin` did.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AdminOutput {
+    /// Always true.
+    pub ok: bool,
+    /// Who did it.
+    pub by: String,
+}
+
+/// Needs the scope `admin`.
+#[operation(mutation, name = "demo/admin", scopes = ["admin"])]
+pub async fn admin(ctx: Context) -> Result<AdminOutput, CallError> {
+    let by = ctx.identity().map(|i| i.id.clone()).unwrap_or_default();
+    Ok(AdminOutput { ok: true, by })
+}
+
+/// Three numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ComposeInput {
+    /// First.
+    pub a: Number,
+    /// Second.
+    pub b: Number,
+    /// Third.
+    pub c: Number,
+}
+
+/// The sum, and the secret.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ComposeOutput {
+    /// `a + b + c`.
+    pub sum: Number,
+    /// What `demo/secret` says.
+    pub secret: String,
+}
+
+/// Adds a + b + c with two nested calls to demo/add, and reads the internal demo/secret:
+/// nested calls run as `demo/compose`, not as the caller.
+#[operation(
+    query,
+    name = "demo/compose",
+    calls = ["demo/add", "demo/secret"],
+    authority(id = "demo/compose", scopes = ["demo"])
+)]
+pub async fn compose(ctx: Context, input: ComposeInput) -> Result<ComposeOutput, CallError> {
+    let env = ctx.env();
+    let first = env
+        .call::<AddOp>(&AddInput {
+            a: input.a,
+            b: input.b,
+        })
+        .await?;
+    let total = env
+        .call::<AddOp>(&AddInput {
+            a: first.sum,
+            b: input.c,
+        })
+        .await?;
+    let secret = env.call::<SecretOp>(&Empty {}).await?;
+    Ok(ComposeOutput {
+        sum: total.sum,
+        secret: secret.secret,
+    })
+}
+
+/// What the peer answered.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PeerSays {
+    /// The answer of `client/name` on the caller's side.
+    pub peer_says: Value,
+}
+
+/// Calls `client/name` on the caller's side of the connection and answers `{peer_says}`.
+#[operation(query, name = "demo/ask_peer", calls = ["client/name"], authority(id = "demo/ask_peer"))]
+pub async fn ask_peer(ctx: Context) -> Result<PeerSays, CallError> {
+    let answer = ctx.env().call_peer_json("client/name", json!({})).await?;
+    Ok(PeerSays { peer_says: answer })
 }
 
 /// Registers the demo operations into `registry`.
 pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
-    registry.register(
-        spec("demo/echo", OpType::Query, "Returns its input unchanged.")
-            .with_input_schema(json!(true))
-            .with_output_schema(json!(true)),
-        Handler::unary(|_ctx, input| async move { Ok(input) }),
-    )?;
-
-    registry.register(
-        spec("demo/add", OpType::Query, "Adds two numbers.")
-            .with_input_schema(json!({
-                "type": "object",
-                "required": ["a", "b"],
-                "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
-                "additionalProperties": false
-            }))
-            .with_output_schema(json!({
-                "type": "object",
-                "required": ["sum"],
-                "properties": {"sum": {"type": "number"}}
-            })),
-        Handler::typed_unary(|_ctx, input: AddInput| async move {
-            Ok(AddOutput {
-                sum: add(&input.a, &input.b)?,
-            })
-        }),
-    )?;
-
-    registry.register(
-        spec(
-            "demo/ticks",
-            OpType::Subscription,
-            "Emits `count` ticks `{n}` (n = 1..=count), `interval_ms` apart, then completes.",
-        )
-        .with_input_schema(json!({
-            "type": "object",
-            "required": ["count"],
-            "properties": {
-                "count": {"type": "integer", "minimum": 0, "maximum": MAX_TICKS},
-                "interval_ms": {"type": "integer", "minimum": 0, "maximum": 60_000}
-            },
-            "additionalProperties": false
-        }))
-        .with_output_schema(json!({
-            "type": "object",
-            "required": ["n"],
-            "properties": {"n": {"type": "integer", "minimum": 1}}
-        })),
-        Handler::typed_subscription(|_ctx, input: TicksInput| async move {
-            let interval = Duration::from_millis(input.interval_ms);
-            let ticks = stream::iter(1..=input.count).then(move |n| async move {
-                if !interval.is_zero() && n > 1 {
-                    tokio::time::sleep(interval).await;
-                }
-                Ok(Tick { n })
-            });
-            Ok(ticks)
-        }),
-    )?;
-
-    registry.register(
-        spec(
-            "demo/sleep",
-            OpType::Query,
-            "Sleeps `ms` milliseconds, then answers `{slept_ms}`. Aborting the call stops it.",
-        )
-        .with_input_schema(json!({
-            "type": "object",
-            "required": ["ms"],
-            "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": MAX_SLEEP_MS}},
-            "additionalProperties": false
-        }))
-        .with_output_schema(json!({
-            "type": "object",
-            "required": ["slept_ms"],
-            "properties": {"slept_ms": {"type": "integer"}}
-        })),
-        Handler::typed_unary(|_ctx, input: SleepInput| async move {
-            // Dropping this future (abort, deadline) ends the sleep: nothing else to clean up.
-            tokio::time::sleep(Duration::from_millis(input.ms)).await;
-            Ok(SleepOutput { slept_ms: input.ms })
-        }),
-    )?;
-
-    registry.register(
-        spec(
-            "demo/fail",
-            OpType::Mutation,
-            "Always fails with the declared domain error DEMO_FAILED.",
-        )
-        .with_input_schema(json!({
-            "type": "object",
-            "properties": {"reason": {"type": "string"}}
-        }))
-        .with_output_schema(json!({"type": "object"}))
-        .with_error(
-            ErrorSpec::new(
-                "DEMO_FAILED",
-                "The demo operation failed, as it always does.",
-            )
-            .with_http_status(409)
-            .with_schema(json!({
-                "type": "object",
-                "required": ["reason"],
-                "properties": {"reason": {"type": "string"}}
-            })),
-        ),
-        Handler::typed_unary(|_ctx, input: FailInput| async move {
-            let reason = input.reason.unwrap_or_else(|| "asked to fail".to_owned());
-            Err::<(), _>(
-                CallError::domain("DEMO_FAILED", "demo/fail failed as designed")
-                    .with_details(json!({ "reason": reason })),
-            )
-        }),
-    )?;
-
-    registry.register(
-        spec(
-            "demo/secret",
-            OpType::Query,
-            "An internal operation: only other operations may call it.",
-        )
-        .with_visibility(Visibility::Internal)
-        .with_input_schema(json!({"type": "object"}))
-        .with_output_schema(json!({
-            "type": "object",
-            "required": ["secret"],
-            "properties": {"secret": {"type": "string"}}
-        })),
-        Handler::unary(|_ctx, _input| async move { Ok(json!({"secret": "internal only"})) }),
-    )?;
-
-    registry.register(
-        spec(
-            "demo/whoami",
-            OpType::Query,
-            "Who the node thinks you are: `{id, scopes}`, or null when anonymous.",
-        )
-        .with_output_schema(json!({
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "required": ["id", "scopes"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "scopes": {"type": "array", "items": {"type": "string"}}
-                    }
-                }
-            ]
-        })),
-        Handler::unary(|ctx, _input| async move {
-            Ok(match ctx.identity() {
-                Some(identity) => json!({"id": identity.id, "scopes": identity.scopes}),
-                None => json!(null),
-            })
-        }),
-    )?;
-
-    registry.register(
-        spec("demo/admin", OpType::Mutation, "Needs the scope `admin`.")
-            .with_access(AccessControl {
-                required_scopes: vec!["admin".into()],
-                ..AccessControl::default()
-            })
-            .with_output_schema(json!({
-                "type": "object",
-                "required": ["ok", "by"],
-                "properties": {"ok": {"type": "boolean"}, "by": {"type": "string"}}
-            })),
-        Handler::unary(|ctx, _input| async move {
-            let by = ctx.identity().map(|i| i.id.clone()).unwrap_or_default();
-            Ok(json!({"ok": true, "by": by}))
-        }),
-    )?;
-
-    registry.register_composed(
-        spec(
-            "demo/compose",
-            OpType::Query,
-            "Adds a + b + c with two nested calls to demo/add, and reads the internal \
-             demo/secret: nested calls run as `demo/compose`, not as the caller.",
-        )
-        .with_input_schema(json!({
-            "type": "object",
-            "required": ["a", "b", "c"],
-            "properties": {
-                "a": {"type": "number"}, "b": {"type": "number"}, "c": {"type": "number"}
-            }
-        }))
-        .with_output_schema(json!({
-            "type": "object",
-            "required": ["sum", "secret"],
-            "properties": {"sum": {"type": "number"}, "secret": {"type": "string"}}
-        })),
-        Handler::unary(|ctx, input| async move {
-            let env = ctx.env();
-            let first = env
-                .call("demo/add", json!({"a": input["a"], "b": input["b"]}))
-                .await?;
-            let total = env
-                .call("demo/add", json!({"a": first["sum"], "b": input["c"]}))
-                .await?;
-            let secret = env.call("demo/secret", json!({})).await?;
-            Ok(json!({"sum": total["sum"], "secret": secret["secret"]}))
-        }),
-        Composition::new(
-            Identity::new("demo/compose", ["demo"]),
-            ["demo/add", "demo/secret"],
-        ),
-    )?;
-
-    registry.register_composed(
-        spec(
-            "demo/ask_peer",
-            OpType::Query,
-            "Calls `client/name` on the caller's side of the connection and answers `{peer_says}`.",
-        )
-        .with_output_schema(json!({
-            "type": "object",
-            "required": ["peer_says"],
-            "properties": {"peer_says": true}
-        })),
-        Handler::unary(|ctx, _input| async move {
-            let answer = ctx.env().call_peer("client/name", json!({})).await?;
-            Ok(json!({ "peer_says": answer }))
-        }),
-        Composition::new(
-            Identity::new("demo/ask_peer", Vec::<String>::new()),
-            ["client/name"],
-        ),
-    )?;
+    registry.register::<EchoOp>()?;
+    registry.register::<AddOp>()?;
+    registry.register::<TicksOp>()?;
+    registry.register::<SleepOp>()?;
+    registry.register::<FailOp>()?;
+    registry.register::<SecretOp>()?;
+    registry.register::<WhoamiOp>()?;
+    registry.register::<AdminOp>()?;
+    registry.register::<ComposeOp>()?;
+    registry.register::<AskPeerOp>()?;
     Ok(())
 }
 

@@ -24,7 +24,9 @@ use crate::connection::Connection;
 use crate::context::Context;
 use crate::error::CallError;
 use crate::identity::Identity;
-use crate::registry::{Handler, ItemStream, Operation, Registry, StreamFuture};
+use crate::registry::{
+    Handler, ItemStream, RegisteredOperation as Operation, Registry, StreamFuture,
+};
 
 /// One request as a transport received it (or as a composer made it).
 pub(crate) struct Request {

@@ -23,11 +23,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{CallOptions, Subscription};
+use crate::connection::{CallOptions, Subscription, decode_output, encode_input};
 use crate::context::Context;
 use crate::dispatch::{self, Answer, Request};
 use crate::error::CallError;
 use crate::registry::ItemStream;
+use crate::typed::{OpError, Operation};
 
 /// Options for one nested call.
 #[derive(Debug, Clone, Default)]
@@ -109,13 +110,47 @@ impl Env {
         }
     }
 
-    /// Calls a query/mutation of this node.
-    pub async fn call(&self, op: &str, input: Value) -> Result<Value, CallError> {
-        self.call_with(op, input, NestedOptions::default()).await
+    /// Calls an `#[operation]` of this node with typed input and output.
+    pub async fn call<O: Operation>(
+        &self,
+        input: &O::Input,
+    ) -> Result<O::Output, OpError<O::Error>> {
+        self.call_with::<O>(input, NestedOptions::default()).await
     }
 
-    /// Calls a query/mutation of this node with options.
-    pub async fn call_with(
+    /// [`Env::call`] with options.
+    pub async fn call_with<O: Operation>(
+        &self,
+        input: &O::Input,
+        options: NestedOptions,
+    ) -> Result<O::Output, OpError<O::Error>> {
+        let output = self
+            .call_json_with(O::NAME, encode_input(input)?, options)
+            .await
+            .map_err(OpError::from_call_error)?;
+        Ok(decode_output(output)?)
+    }
+
+    /// Calls an `#[operation]` that the peer of this request's connection registered.
+    pub async fn call_peer<O: Operation>(
+        &self,
+        input: &O::Input,
+    ) -> Result<O::Output, OpError<O::Error>> {
+        let output = self
+            .call_peer_json(O::NAME, encode_input(input)?)
+            .await
+            .map_err(OpError::from_call_error)?;
+        Ok(decode_output(output)?)
+    }
+
+    /// Calls a query/mutation of this node by name, with JSON values.
+    pub async fn call_json(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_json_with(op, input, NestedOptions::default())
+            .await
+    }
+
+    /// [`Env::call_json`] with options.
+    pub async fn call_json_with(
         &self,
         op: &str,
         input: Value,
@@ -144,8 +179,8 @@ impl Env {
         }
     }
 
-    /// Subscribes to a subscription of this node. The stream is dropped with the parent.
-    pub async fn subscribe(&self, op: &str, input: Value) -> Result<ItemStream, CallError> {
+    /// Subscribes to a subscription of this node by name. The stream is dropped with the parent.
+    pub async fn subscribe_json(&self, op: &str, input: Value) -> Result<ItemStream, CallError> {
         let name = self.allowed(op)?;
         let request = self.child_request(&name, input, &NestedOptions::default(), true);
         let cancel = request.cancel.clone();
@@ -166,14 +201,14 @@ impl Env {
     }
 
     /// Calls a query/mutation that the peer of this request's connection registered (the
-    /// protocol is symmetric). The remaining deadline goes along as `timeout_ms`.
-    pub async fn call_peer(&self, op: &str, input: Value) -> Result<Value, CallError> {
-        self.call_peer_with(op, input, NestedOptions::default())
+    /// protocol is symmetric), by name. The remaining deadline goes along as `timeout_ms`.
+    pub async fn call_peer_json(&self, op: &str, input: Value) -> Result<Value, CallError> {
+        self.call_peer_json_with(op, input, NestedOptions::default())
             .await
     }
 
-    /// [`Env::call_peer`] with options.
-    pub async fn call_peer_with(
+    /// [`Env::call_peer_json`] with options.
+    pub async fn call_peer_json_with(
         &self,
         op: &str,
         input: Value,
@@ -187,7 +222,7 @@ impl Env {
             .child_deadline(&options)
             .map(|d| d.saturating_duration_since(Instant::now()));
         let call = async move {
-            peer.call_with(
+            peer.call_json_with(
                 name.as_str(),
                 input,
                 CallOptions {
@@ -204,8 +239,13 @@ impl Env {
         }
     }
 
-    /// Subscribes to a subscription on the peer. Dropping the stream (or the parent) aborts it.
-    pub async fn subscribe_peer(&self, op: &str, input: Value) -> Result<Subscription, CallError> {
+    /// Subscribes to a subscription on the peer by name. Dropping the stream (or the parent)
+    /// aborts it.
+    pub async fn subscribe_peer_json(
+        &self,
+        op: &str,
+        input: Value,
+    ) -> Result<Subscription, CallError> {
         let name = self.allowed(op)?;
         let peer = self.ctx.peer.clone().ok_or_else(|| {
             CallError::not_found("no peer: this request did not arrive over a connection")
@@ -213,7 +253,7 @@ impl Env {
         let timeout = self
             .child_deadline(&NestedOptions::default())
             .map(|d| d.saturating_duration_since(Instant::now()));
-        peer.subscribe_with(
+        peer.subscribe_json_with(
             name.as_str(),
             input,
             CallOptions {

@@ -13,7 +13,7 @@
 //!
 //! # async fn demo() -> anyhow::Result<()> {
 //! let mut registry = Registry::new();
-//! registry.register(
+//! registry.register_handler(
 //!     OperationSpec::new("math/double", OpType::Query)?
 //!         .with_input_schema(json!({"type": "number"})),
 //!     Handler::unary(|_ctx, input: Value| async move {
@@ -24,7 +24,7 @@
 //!
 //! let client = Client::new(ClientOptions::new(ServerVerification::pin(server.fingerprint())))?;
 //! let conn = client.connect(server.local_addr(), "localhost").await?;
-//! assert_eq!(conn.call("math/double", json!(21)).await?, json!(42.0));
+//! assert_eq!(conn.call_json("math/double", json!(21)).await?, json!(42.0));
 //! # Ok(()) }
 //! ```
 //!
@@ -58,7 +58,11 @@ pub mod identity;
 pub mod quic;
 pub mod registry;
 pub mod tls;
+pub mod typed;
 pub mod wire;
+
+// Lets `#[operation]` expand to `::alknet::…` paths inside this crate too (the demo service).
+extern crate self as alknet;
 
 /// The IR crate, re-exported.
 pub use alknet_spec as spec;
@@ -72,4 +76,12 @@ pub use error::CallError;
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
 pub use quic::{Client, ClientOptions, EndpointError, Server, ServerOptions};
 pub use registry::{Composition, Handler, Registry, RegistryError};
+pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, State};
+
+/// Derives [`DomainError`] for an enum of declared errors.
+pub use alknet_macros::DomainError;
+/// Declares an operation from an async function. See the crate docs of `alknet-macros`.
+pub use alknet_macros::operation;
+/// schemars, re-exported so `#[derive(JsonSchema)]` users and generated code agree on one version.
+pub use schemars;
 pub use tls::{Fingerprint, ServerVerification, TlsIdentity};

@@ -198,14 +198,14 @@ impl Composition {
 }
 
 /// A registered operation: its spec, compiled input validator and handler.
-pub struct Operation {
+pub struct RegisteredOperation {
     spec: OperationSpec,
     validator: Option<jsonschema::Validator>,
     handler: Handler,
     composition: Option<Arc<Composition>>,
 }
 
-impl Operation {
+impl RegisteredOperation {
     /// The operation's spec.
     pub fn spec(&self) -> &OperationSpec {
         &self.spec
@@ -243,7 +243,7 @@ impl Operation {
 /// Operations by name, and what their handlers share. Build it, then hand it to a server or
 /// client.
 pub struct Registry {
-    operations: HashMap<String, Arc<Operation>>,
+    operations: HashMap<String, Arc<RegisteredOperation>>,
     ownership: HashMap<String, Arc<dyn OwnershipProvider>>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
@@ -270,8 +270,17 @@ impl Registry {
         registry
     }
 
-    /// Registers an operation.
-    pub fn register(&mut self, spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+    /// Registers an operation declared with `#[operation]`: `registry.register::<AddOp>()`.
+    pub fn register<O: crate::typed::Operation>(&mut self) -> Result<(), RegistryError> {
+        self.register_with(O::spec(), O::handler(), O::composition().map(Arc::new))
+    }
+
+    /// Registers an operation from its spec and a handler over JSON values.
+    pub fn register_handler(
+        &mut self,
+        spec: OperationSpec,
+        handler: Handler,
+    ) -> Result<(), RegistryError> {
         self.register_with(spec, handler, None)
     }
 
@@ -357,7 +366,7 @@ impl Registry {
         let name = spec.name.clone();
         self.operations.insert(
             name,
-            Arc::new(Operation {
+            Arc::new(RegisteredOperation {
                 spec,
                 validator,
                 handler,
@@ -368,12 +377,12 @@ impl Registry {
     }
 
     /// The operation with this registry name (no leading slash), internal ones included.
-    pub fn get(&self, name: &str) -> Option<&Arc<Operation>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<RegisteredOperation>> {
         self.operations.get(name)
     }
 
     /// Every registered operation, built-ins included, in name order.
-    pub fn operations(&self) -> Vec<&Arc<Operation>> {
+    pub fn operations(&self) -> Vec<&Arc<RegisteredOperation>> {
         let mut ops: Vec<_> = self.operations.values().collect();
         ops.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         ops
@@ -434,24 +443,24 @@ mod tests {
     fn registration_checks() {
         let mut registry = Registry::new();
         registry
-            .register(spec("a/query", OpType::Query), unary())
+            .register_handler(spec("a/query", OpType::Query), unary())
             .unwrap();
         registry
-            .register(spec("a/stream", OpType::Subscription), subscription())
+            .register_handler(spec("a/stream", OpType::Subscription), subscription())
             .unwrap();
 
-        let duplicate = registry.register(spec("a/query", OpType::Mutation), unary());
+        let duplicate = registry.register_handler(spec("a/query", OpType::Mutation), unary());
         assert!(matches!(duplicate, Err(RegistryError::Duplicate(_))));
-        let mismatch = registry.register(spec("a/m", OpType::Mutation), subscription());
+        let mismatch = registry.register_handler(spec("a/m", OpType::Mutation), subscription());
         assert!(matches!(mismatch, Err(RegistryError::KindMismatch { .. })));
-        let mismatch = registry.register(spec("a/s", OpType::Subscription), unary());
+        let mismatch = registry.register_handler(spec("a/s", OpType::Subscription), unary());
         assert!(
             mismatch.unwrap_err().to_string().contains("subscription"),
             "the message names the kinds"
         );
-        let reserved = registry.register(spec("services/mine", OpType::Query), unary());
+        let reserved = registry.register_handler(spec("services/mine", OpType::Query), unary());
         assert!(matches!(reserved, Err(RegistryError::Reserved(_))));
-        let bad_schema = registry.register(
+        let bad_schema = registry.register_handler(
             spec("a/bad", OpType::Query).with_input_schema(json!({"type": "no-such-type"})),
             unary(),
         );
@@ -462,7 +471,7 @@ mod tests {
         let mut bad_spec = spec("a/ns", OpType::Query);
         bad_spec.namespace = "other".into();
         assert!(matches!(
-            registry.register(bad_spec, unary()),
+            registry.register_handler(bad_spec, unary()),
             Err(RegistryError::Spec(_))
         ));
 
@@ -480,7 +489,7 @@ mod tests {
     fn input_validation_names_the_pointer() {
         let mut registry = Registry::new();
         registry
-            .register(
+            .register_handler(
                 spec("a/v", OpType::Query).with_input_schema(json!({
                     "type": "object",
                     "properties": {"items": {"type": "array", "items": {"type": "integer"}}}

@@ -103,19 +103,19 @@ fn server_registry(tree: &Tree) -> Registry {
         a.resource_action = Some("read".into());
     });
     registry
-        .register(
+        .register_handler(
             op("acl/all", OpType::Query).with_access(all),
             echo_identity(),
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("acl/any", OpType::Query).with_access(any),
             echo_identity(),
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("acl/owned", OpType::Mutation)
                 .with_access(owned)
                 .with_resource_id_path("/docId"),
@@ -123,7 +123,7 @@ fn server_registry(tree: &Tree) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("acl/report", OpType::Query)
                 .with_access(report)
                 .with_resource_id_path("/reportId"),
@@ -131,7 +131,7 @@ fn server_registry(tree: &Tree) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("acl/hidden", OpType::Query).with_visibility(Visibility::Internal),
             echo_identity(),
         )
@@ -141,7 +141,7 @@ fn server_registry(tree: &Tree) -> Registry {
     // Composition: an internal operation only the composer's authority may call.
     let composer_only = access(|a| a.required_scopes = vec!["composer".into()]);
     registry
-        .register(
+        .register_handler(
             op("acl/needs_composer", OpType::Query)
                 .with_visibility(Visibility::Internal)
                 .with_access(composer_only),
@@ -156,7 +156,7 @@ fn server_registry(tree: &Tree) -> Registry {
                     .as_str()
                     .unwrap_or("acl/needs_composer")
                     .to_owned();
-                let who = ctx.env().call(&target, json!({})).await?;
+                let who = ctx.env().call_json(&target, json!({})).await?;
                 Ok(json!({"caller": ctx.identity().map(|i| i.id.clone()), "nested_ran_as": who}))
             }),
             Composition::new(
@@ -170,7 +170,7 @@ fn server_registry(tree: &Tree) -> Registry {
     registry
         .register_composed(
             op("tree/root", OpType::Query),
-            tree.handler(|ctx, input| async move { ctx.env().call("tree/mid", input).await }),
+            tree.handler(|ctx, input| async move { ctx.env().call_json("tree/mid", input).await }),
             Composition::new(Identity::new("root", Vec::<String>::new()), ["tree/mid"]),
         )
         .unwrap();
@@ -180,8 +180,8 @@ fn server_registry(tree: &Tree) -> Registry {
             tree.handler(|ctx, input| async move {
                 let env = ctx.env();
                 let (here, there) = tokio::join!(
-                    env.call("tree/leaf", input.clone()),
-                    env.call_peer("client/leaf", input)
+                    env.call_json("tree/leaf", input.clone()),
+                    env.call_peer_json("client/leaf", input)
                 );
                 Ok(json!([here?, there?]))
             }),
@@ -192,7 +192,7 @@ fn server_registry(tree: &Tree) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("tree/leaf", OpType::Query).with_visibility(Visibility::Internal),
             sleep_forever(tree),
         )
@@ -201,7 +201,7 @@ fn server_registry(tree: &Tree) -> Registry {
     // Continue-running: the child outlives its aborted parent and finishes.
     let finished = tree.finished.clone();
     registry
-        .register(
+        .register_handler(
             op("tree/slow_child", OpType::Mutation).with_visibility(Visibility::Internal),
             Handler::unary(move |_ctx, _input| {
                 let finished = finished.clone();
@@ -218,7 +218,7 @@ fn server_registry(tree: &Tree) -> Registry {
             op("tree/detaching", OpType::Mutation),
             tree.handler(|ctx, _input| async move {
                 ctx.env()
-                    .call_with(
+                    .call_json_with(
                         "tree/slow_child",
                         json!({}),
                         NestedOptions::continue_running(),
@@ -246,7 +246,7 @@ fn server_registry(tree: &Tree) -> Registry {
                 if depth > 0 {
                     let below = ctx
                         .env()
-                        .call("tree/deadline", json!({"depth": depth - 1}))
+                        .call_json("tree/deadline", json!({"depth": depth - 1}))
                         .await?;
                     report.extend(below.as_array().cloned().unwrap_or_default());
                 }
@@ -261,9 +261,9 @@ fn server_registry(tree: &Tree) -> Registry {
     registry
         .register_composed(
             op("tree/deadline_leaf", OpType::Query),
-            Handler::unary(
-                |ctx, _input| async move { ctx.env().call("tree/leaf", json!({})).await },
-            ),
+            Handler::unary(|ctx, _input| async move {
+                ctx.env().call_json("tree/leaf", json!({})).await
+            }),
             Composition::new(
                 Identity::new("deadline", Vec::<String>::new()),
                 ["tree/leaf"],
@@ -325,7 +325,7 @@ impl Node {
         options.auth_token = token.map(str::to_owned);
         let mut registry = Registry::new();
         registry
-            .register(
+            .register_handler(
                 op("client/leaf", OpType::Query),
                 sleep_forever(&self.client_tree),
             )
@@ -347,7 +347,9 @@ type Outcome = Result<Value, (String, String)>;
 type Case<'a> = (&'a str, &'a Connection, &'a str, Value, Outcome);
 
 async fn outcome(conn: &Connection, op: &str, input: Value) -> Outcome {
-    conn.call(op, input).await.map_err(|e| (e.code, e.message))
+    conn.call_json(op, input)
+        .await
+        .map_err(|e| (e.code, e.message))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,7 +514,7 @@ async fn tokens_replace_the_connection_identity_per_request() {
             auth_token: token.map(str::to_owned),
         };
         async move {
-            conn.call_with("demo/whoami", json!({}), options)
+            conn.call_json_with("demo/whoami", json!({}), options)
                 .await
                 .unwrap()["id"]
                 .clone()
@@ -538,12 +540,12 @@ async fn tokens_replace_the_connection_identity_per_request() {
     }
     let (_a, anonymous) = node.connect(None, Some("alk_unknown")).await;
     assert_eq!(
-        anonymous.call("demo/whoami", json!({})).await.unwrap(),
+        anonymous.call_json("demo/whoami", json!({})).await.unwrap(),
         json!(null)
     );
     // Over a token, the token's scopes decide: token-x lacks `a` and `b`.
     let denied = cert_ab
-        .call_with(
+        .call_json_with(
             "acl/all",
             json!({}),
             CallOptions {
@@ -560,7 +562,7 @@ async fn tokens_replace_the_connection_identity_per_request() {
 async fn discovery_shows_what_the_caller_may_call() {
     let node = Node::start();
     let names = |conn: Connection| async move {
-        let listed = conn.call("services/list", json!({})).await.unwrap();
+        let listed = conn.call_json("services/list", json!({})).await.unwrap();
         listed["operations"]
             .as_array()
             .unwrap()
@@ -600,7 +602,7 @@ async fn discovery_shows_what_the_caller_may_call() {
     }
     let (_c, conn) = node.connect(Some(&node.cert_ab), None).await;
     let error = conn
-        .call("services/schema", json!({"name": "acl/hidden"}))
+        .call_json("services/schema", json!({"name": "acl/hidden"}))
         .await
         .unwrap_err();
     assert_eq!(error.code, "NOT_FOUND");
@@ -619,14 +621,17 @@ async fn nested_calls_run_under_the_composers_authority() {
         "NOT_FOUND"
     );
     // ... but the composer can, as itself.
-    let answer = anonymous.call("acl/composer", json!({})).await.unwrap();
+    let answer = anonymous
+        .call_json("acl/composer", json!({}))
+        .await
+        .unwrap();
     assert_eq!(
         answer,
         json!({"caller": null, "nested_ran_as": "the-composer"})
     );
     let (_t, token_x) = node.connect(None, Some(TOKEN_X)).await;
     let answer = token_x
-        .call("acl/composer", json!({"call": "demo/whoami"}))
+        .call_json("acl/composer", json!({"call": "demo/whoami"}))
         .await
         .unwrap();
     assert_eq!(answer["caller"], "token-x");
@@ -637,14 +642,14 @@ async fn nested_calls_run_under_the_composers_authority() {
     // Anything off the allow-list does not exist for the composer, internal or not.
     for off_list in ["demo/add", "acl/hidden", "nope/nothing"] {
         let error = anonymous
-            .call("acl/composer", json!({"call": off_list}))
+            .call_json("acl/composer", json!({"call": off_list}))
             .await
             .unwrap_err();
         assert_eq!(error.code, "NOT_FOUND", "{off_list}");
     }
     // The demo composition.
     let composed = anonymous
-        .call("demo/compose", json!({"a": 1, "b": 2, "c": 3}))
+        .call_json("demo/compose", json!({"a": 1, "b": 2, "c": 3}))
         .await
         .unwrap();
     assert_eq!(composed, json!({"sum": 6, "secret": "internal only"}));
@@ -656,7 +661,7 @@ async fn aborting_the_root_drops_every_descendant_including_the_remote_one() {
     let (_c, conn) = node.connect(None, None).await;
     let call = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("tree/root", json!({})).await }
+        async move { conn.call_json("tree/root", json!({})).await }
     });
     // root, mid and leaf on the server, client/leaf on the client.
     assert!(
@@ -684,7 +689,7 @@ async fn aborting_the_root_drops_every_descendant_including_the_remote_one() {
 async fn a_continue_running_child_outlives_its_aborted_parent() {
     let node = Node::start();
     let (_c, conn) = node.connect(None, None).await;
-    let call = conn.call("tree/detaching", json!({}));
+    let call = conn.call_json("tree/detaching", json!({}));
     assert!(
         tokio::time::timeout(Duration::from_millis(100), call)
             .await
@@ -702,7 +707,7 @@ async fn a_continue_running_child_outlives_its_aborted_parent() {
 
     // Not aborted, the parent waits for the child's answer.
     assert_eq!(
-        conn.call("tree/detaching", json!({})).await.unwrap(),
+        conn.call_json("tree/detaching", json!({})).await.unwrap(),
         json!("done")
     );
 }
@@ -712,7 +717,7 @@ async fn deadlines_and_ids_are_inherited_down_the_tree() {
     let node = Node::start();
     let (_c, conn) = node.connect(None, None).await;
     let report = conn
-        .call_with(
+        .call_json_with(
             "tree/deadline",
             json!({"depth": 2}),
             CallOptions::timeout(Duration::from_millis(2_000)),
@@ -741,7 +746,7 @@ async fn deadlines_and_ids_are_inherited_down_the_tree() {
     // dropped.
     let started = std::time::Instant::now();
     let error = conn
-        .call_with(
+        .call_json_with(
             "tree/deadline_leaf",
             json!({}),
             CallOptions::timeout(Duration::from_millis(300)),
@@ -763,7 +768,7 @@ async fn handlers_reach_state_provided_at_registration() {
         greeting: "bonjour".into(),
     });
     registry
-        .register(
+        .register_handler(
             op("state/greet", OpType::Query),
             Handler::unary(|ctx, _input| async move {
                 let greeter = ctx
@@ -784,7 +789,7 @@ async fn handlers_reach_state_provided_at_registration() {
         .await
         .unwrap();
     assert_eq!(
-        conn.call("state/greet", json!({})).await.unwrap(),
+        conn.call_json("state/greet", json!({})).await.unwrap(),
         json!("bonjour")
     );
 }
@@ -794,7 +799,7 @@ async fn the_demo_asks_its_peer() {
     let node = Node::start();
     let mut registry = Registry::new();
     registry
-        .register(
+        .register_handler(
             op("client/name", OpType::Query),
             Handler::unary(|_ctx, _input| async move { Ok(json!("test client")) }),
         )
@@ -806,11 +811,14 @@ async fn the_demo_asks_its_peer() {
         .await
         .unwrap();
     assert_eq!(
-        conn.call("demo/ask_peer", json!({})).await.unwrap(),
+        conn.call_json("demo/ask_peer", json!({})).await.unwrap(),
         json!({"peer_says": "test client"})
     );
     // A peer that does not offer `client/name` answers NOT_FOUND, which passes through.
     let (_c, plain) = node.connect(None, None).await;
-    let error = plain.call("demo/ask_peer", json!({})).await.unwrap_err();
+    let error = plain
+        .call_json("demo/ask_peer", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(error.code, "NOT_FOUND");
 }

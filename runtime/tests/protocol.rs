@@ -12,7 +12,6 @@ use alknet::{CallError, CallOptions, Client, ClientOptions, Handler, ProtocolCon
 use common::{RawStream, TestNode, requested, requested_with_timeout};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -23,19 +22,22 @@ async fn query_and_mutation_answer_once() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
     assert_eq!(
-        conn.call("demo/add", json!({"a": 1, "b": 2}))
+        conn.call_json("demo/add", json!({"a": 1, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3})
     );
     assert_eq!(
-        conn.call("/demo/add", json!({"a": 1.5, "b": 2}))
+        conn.call_json("/demo/add", json!({"a": 1.5, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3.5})
     );
     let echo = json!({"nested": [1, "two", {"three": null}]});
-    assert_eq!(conn.call("demo/echo", echo.clone()).await.unwrap(), echo);
+    assert_eq!(
+        conn.call_json("demo/echo", echo.clone()).await.unwrap(),
+        echo
+    );
 
     // On the wire: exactly one `responded`, never a `completed`.
     let raw = node.raw_call().await;
@@ -60,14 +62,17 @@ async fn errors_follow_the_protocol_codes() {
     let (_client, conn) = node.connect().await;
 
     let declared = conn
-        .call("demo/fail", json!({"reason": "because"}))
+        .call_json("demo/fail", json!({"reason": "because"}))
         .await
         .unwrap_err();
     assert_eq!(declared.code, "DEMO_FAILED");
     assert_eq!(declared.details, Some(json!({"reason": "because"})));
     assert!(!declared.retryable);
 
-    let undeclared = conn.call("test/undeclared", json!({})).await.unwrap_err();
+    let undeclared = conn
+        .call_json("test/undeclared", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(undeclared.code, "INTERNAL");
     assert_eq!(
         undeclared.details,
@@ -80,26 +85,29 @@ async fn errors_follow_the_protocol_codes() {
         "not a name",
         "services/absent",
     ] {
-        let err = conn.call(missing, json!({})).await.unwrap_err();
+        let err = conn.call_json(missing, json!({})).await.unwrap_err();
         assert_eq!(err.code, "NOT_FOUND", "{missing}");
     }
 
     let invalid = conn
-        .call("demo/add", json!({"a": "one", "b": 2}))
+        .call_json("demo/add", json!({"a": "one", "b": 2}))
         .await
         .unwrap_err();
     assert_eq!(invalid.code, "INVALID_INPUT");
     assert_eq!(invalid.details, Some(json!({"pointer": "/a"})));
-    let missing_field = conn.call("demo/add", json!({"a": 1})).await.unwrap_err();
+    let missing_field = conn
+        .call_json("demo/add", json!({"a": 1}))
+        .await
+        .unwrap_err();
     assert_eq!(missing_field.code, "INVALID_INPUT");
 
     let wrong_kind = conn
-        .call("demo/ticks", json!({"count": 1}))
+        .call_json("demo/ticks", json!({"count": 1}))
         .await
         .unwrap_err();
     assert_eq!(wrong_kind.code, "INVALID_OPERATION_TYPE");
     let mut wrong_kind = conn
-        .subscribe("demo/add", json!({"a": 1, "b": 2}))
+        .subscribe_json("demo/add", json!({"a": 1, "b": 2}))
         .await
         .unwrap();
     assert_eq!(
@@ -114,7 +122,7 @@ async fn subscription_items_then_completed() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
     let items: Vec<Value> = conn
-        .subscribe("demo/ticks", json!({"count": 500}))
+        .subscribe_json("demo/ticks", json!({"count": 500}))
         .await
         .unwrap()
         .map(Result::unwrap)
@@ -124,7 +132,7 @@ async fn subscription_items_then_completed() {
     assert_eq!(items, expected);
 
     let empty: Vec<_> = conn
-        .subscribe("demo/ticks", json!({"count": 0}))
+        .subscribe_json("demo/ticks", json!({"count": 0}))
         .await
         .unwrap()
         .collect()
@@ -152,7 +160,7 @@ async fn subscription_error_is_terminal() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
     let items: Vec<_> = conn
-        .subscribe("test/fail_stream", json!({}))
+        .subscribe_json("test/fail_stream", json!({}))
         .await
         .unwrap()
         .collect()
@@ -190,7 +198,7 @@ async fn pipelined_calls_share_a_few_streams() {
     let (_client, conn) = node.connect().await;
     let calls = (0..1000).map(|i| {
         let conn = conn.clone();
-        async move { conn.call("demo/add", json!({"a": i, "b": 1})).await }
+        async move { conn.call_json("demo/add", json!({"a": i, "b": 1})).await }
     });
     let results = join_all(calls).await;
     for (i, result) in results.into_iter().enumerate() {
@@ -212,7 +220,7 @@ async fn many_concurrent_subscriptions_and_calls() {
         async move {
             let count = 50 + i;
             let items: Vec<Value> = conn
-                .subscribe("demo/ticks", json!({"count": count}))
+                .subscribe_json("demo/ticks", json!({"count": count}))
                 .await
                 .unwrap()
                 .map(Result::unwrap)
@@ -225,7 +233,7 @@ async fn many_concurrent_subscriptions_and_calls() {
     let calls = (0..64).map(|i| {
         let conn = conn.clone();
         async move {
-            let out = conn.call("demo/echo", json!({"i": i})).await.unwrap();
+            let out = conn.call_json("demo/echo", json!({"i": i})).await.unwrap();
             assert_eq!(out, json!({"i": i}));
         }
     });
@@ -268,7 +276,7 @@ async fn dropped_calls_and_subscriptions_abort_the_callee() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
 
-    let call = conn.call("test/slow", json!({"ms": 10_000}));
+    let call = conn.call_json("test/slow", json!({"ms": 10_000}));
     assert!(
         tokio::time::timeout(Duration::from_millis(100), call)
             .await
@@ -279,7 +287,10 @@ async fn dropped_calls_and_subscriptions_abort_the_callee() {
         "dropped call aborted the handler"
     );
 
-    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    let mut subscription = conn
+        .subscribe_json("test/forever", json!({}))
+        .await
+        .unwrap();
     for n in 1..=3 {
         assert_eq!(subscription.next().await.unwrap().unwrap(), json!({"n": n}));
     }
@@ -291,7 +302,7 @@ async fn dropped_calls_and_subscriptions_abort_the_callee() {
 
     // The connection is still fine.
     assert_eq!(
-        conn.call("demo/add", json!({"a": 1, "b": 2}))
+        conn.call_json("demo/add", json!({"a": 1, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3})
@@ -347,7 +358,7 @@ async fn timeout_ms_and_default_deadline() {
     // is the server's answer.
     let (_client, conn) = node.connect().await;
     let error = conn
-        .call("test/slow", json!({"ms": 10_000}))
+        .call_json("test/slow", json!({"ms": 10_000}))
         .await
         .unwrap_err();
     assert_eq!(error.code, "TIMEOUT");
@@ -356,7 +367,7 @@ async fn timeout_ms_and_default_deadline() {
     // The caller's own deadline fires locally too, and aborts the callee.
     let (_client, conn) = TestNode::start().connect().await;
     let error = conn
-        .call_with(
+        .call_json_with(
             "test/slow",
             json!({"ms": 10_000}),
             CallOptions::timeout(Duration::from_millis(50)),
@@ -367,7 +378,7 @@ async fn timeout_ms_and_default_deadline() {
 
     // Subscriptions have no default deadline, but honour timeout_ms.
     let mut ticks = conn
-        .subscribe_with(
+        .subscribe_json_with(
             "test/forever",
             json!({}),
             CallOptions::timeout(Duration::from_millis(200)),
@@ -385,9 +396,12 @@ async fn connection_loss_fails_everything_pending() {
     let (_client, conn) = node.connect().await;
     let pending_call = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("test/slow", json!({"ms": 10_000})).await }
+        async move { conn.call_json("test/slow", json!({"ms": 10_000})).await }
     });
-    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    let mut subscription = conn
+        .subscribe_json("test/forever", json!({}))
+        .await
+        .unwrap();
     assert!(subscription.next().await.unwrap().is_ok());
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -412,7 +426,7 @@ async fn connection_loss_fails_everything_pending() {
     assert!(node.probes.forever.wait_for(1, LONG).await);
 
     let error = conn
-        .call("demo/add", json!({"a": 1, "b": 2}))
+        .call_json("demo/add", json!({"a": 1, "b": 2}))
         .await
         .unwrap_err();
     assert_eq!(error.code, "INTERNAL");
@@ -420,7 +434,7 @@ async fn connection_loss_fails_everything_pending() {
     // The server keeps serving new connections.
     let (_client, conn) = node.connect().await;
     assert_eq!(
-        conn.call("demo/add", json!({"a": 1, "b": 2}))
+        conn.call_json("demo/add", json!({"a": 1, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3})
@@ -432,11 +446,11 @@ async fn panics_become_internal_and_the_connection_lives() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
     for _ in 0..3 {
-        let error = conn.call("test/panic", json!({})).await.unwrap_err();
+        let error = conn.call_json("test/panic", json!({})).await.unwrap_err();
         assert_eq!(error.code, "INTERNAL");
     }
     let items: Vec<_> = conn
-        .subscribe("test/panic_stream", json!({}))
+        .subscribe_json("test/panic_stream", json!({}))
         .await
         .unwrap()
         .collect()
@@ -444,7 +458,7 @@ async fn panics_become_internal_and_the_connection_lives() {
     assert_eq!(items.len(), 3);
     assert_eq!(items[2].as_ref().unwrap_err().code, "INTERNAL");
     assert_eq!(
-        conn.call("demo/add", json!({"a": 1, "b": 2}))
+        conn.call_json("demo/add", json!({"a": 1, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3})
@@ -482,7 +496,7 @@ async fn malformed_frames_end_only_their_stream() {
         );
         // Another connection: still served.
         assert_eq!(
-            other.call("demo/echo", json!(what)).await.unwrap(),
+            other.call_json("demo/echo", json!(what)).await.unwrap(),
             json!(what)
         );
     }
@@ -577,7 +591,7 @@ async fn frame_limits_on_both_directions() {
         .await
         .unwrap();
     let error = conn
-        .call("demo/echo", json!("y".repeat(2000)))
+        .call_json("demo/echo", json!("y".repeat(2000)))
         .await
         .unwrap_err();
     assert_eq!(error.code, "INVALID_INPUT");
@@ -596,7 +610,7 @@ async fn wrong_alpn_is_refused() {
     }
     let (_client, conn) = node.connect().await;
     assert_eq!(
-        conn.call("demo/add", json!({"a": 1, "b": 2}))
+        conn.call_json("demo/add", json!({"a": 1, "b": 2}))
             .await
             .unwrap(),
         json!({"sum": 3})
@@ -629,7 +643,7 @@ async fn either_side_can_call_the_other() {
     let node = TestNode::start();
     let mut registry = Registry::new();
     registry
-        .register(
+        .register_handler(
             OperationSpec::new("client/name", OpType::Query).unwrap(),
             Handler::unary(|ctx, input: Value| async move {
                 assert!(ctx.peer().is_some());
@@ -644,14 +658,23 @@ async fn either_side_can_call_the_other() {
         .unwrap();
 
     // A server handler calls back into the client over the same connection.
-    let answer = conn.call("test/ask_peer", json!({"x": 1})).await.unwrap();
+    let answer = conn
+        .call_json("test/ask_peer", json!({"x": 1}))
+        .await
+        .unwrap();
     assert_eq!(answer, json!({"name": "test-client", "got": {"x": 1}}));
 
     // The server calls the client directly.
     let server_side = node.server.connections().pop().unwrap();
-    let answer = server_side.call("client/name", json!(null)).await.unwrap();
+    let answer = server_side
+        .call_json("client/name", json!(null))
+        .await
+        .unwrap();
     assert_eq!(answer["name"], "test-client");
-    let listed = server_side.call("services/list", json!({})).await.unwrap();
+    let listed = server_side
+        .call_json("services/list", json!({}))
+        .await
+        .unwrap();
     assert_eq!(listed["operations"][0]["name"], "client/name");
 }
 
@@ -659,7 +682,7 @@ async fn either_side_can_call_the_other() {
 async fn discovery_lists_external_operations_only() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
-    let listed = conn.call("services/list", json!({})).await.unwrap();
+    let listed = conn.call_json("services/list", json!({})).await.unwrap();
     let names: Vec<&str> = listed["operations"]
         .as_array()
         .unwrap()
@@ -671,13 +694,13 @@ async fn discovery_lists_external_operations_only() {
     assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted");
 
     let filtered = conn
-        .call("services/list", json!({"q": "TICK"}))
+        .call_json("services/list", json!({"q": "TICK"}))
         .await
         .unwrap();
     assert_eq!(filtered["operations"].as_array().unwrap().len(), 1);
 
     let spec = conn
-        .call("services/schema", json!({"name": "/demo/fail"}))
+        .call_json("services/schema", json!({"name": "/demo/fail"}))
         .await
         .unwrap();
     let spec: OperationSpec = serde_json::from_value(spec).unwrap();
@@ -685,48 +708,11 @@ async fn discovery_lists_external_operations_only() {
     assert_eq!(spec.error_schemas[0].http_status, Some(409));
     for hidden in ["demo/secret", "nope/x", "bad"] {
         let error = conn
-            .call("services/schema", json!({"name": hidden}))
+            .call_json("services/schema", json!({"name": hidden}))
             .await
             .unwrap_err();
         assert_eq!(error.code, "NOT_FOUND", "{hidden}");
     }
-}
-
-#[derive(Serialize)]
-struct AddIn {
-    a: i64,
-    b: i64,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-struct AddOut {
-    sum: i64,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-struct Tick {
-    n: u64,
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typed_helpers() {
-    let node = TestNode::start();
-    let (_client, conn) = node.connect().await;
-    let out: AddOut = conn
-        .call_typed("demo/add", &AddIn { a: 40, b: 2 })
-        .await
-        .unwrap();
-    assert_eq!(out, AddOut { sum: 42 });
-    let ticks: Vec<Tick> = conn
-        .subscribe_typed("demo/ticks", &json!({"count": 3}))
-        .await
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-        .await;
-    assert_eq!(ticks, [Tick { n: 1 }, Tick { n: 2 }, Tick { n: 3 }]);
-    let wrong: Result<Tick, CallError> = conn.call_typed("demo/add", &AddIn { a: 1, b: 1 }).await;
-    assert_eq!(wrong.unwrap_err().code, "INTERNAL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,13 +721,16 @@ async fn graceful_shutdown_answers_in_flight_calls() {
     let (_client, conn) = node.connect().await;
     let finishing = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("test/slow", json!({"ms": 300})).await }
+        async move { conn.call_json("test/slow", json!({"ms": 300})).await }
     });
     let cut_off = tokio::spawn({
         let conn = conn.clone();
-        async move { conn.call("test/slow", json!({"ms": 20_000})).await }
+        async move { conn.call_json("test/slow", json!({"ms": 20_000})).await }
     });
-    let mut subscription = conn.subscribe("test/forever", json!({})).await.unwrap();
+    let mut subscription = conn
+        .subscribe_json("test/forever", json!({}))
+        .await
+        .unwrap();
     assert!(subscription.next().await.unwrap().is_ok());
     tokio::time::sleep(Duration::from_millis(50)).await;
 
@@ -806,7 +795,10 @@ async fn connections_beyond_the_limit_are_refused() {
         .connect(server.local_addr(), "localhost")
         .await
         .unwrap();
-    assert_eq!(first.call("demo/echo", json!(1)).await.unwrap(), json!(1));
+    assert_eq!(
+        first.call_json("demo/echo", json!(1)).await.unwrap(),
+        json!(1)
+    );
     assert!(
         client
             .connect(server.local_addr(), "localhost")
@@ -819,7 +811,7 @@ async fn connections_beyond_the_limit_are_refused() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Ok(conn) = client.connect(server.local_addr(), "localhost").await {
-            served = conn.call("demo/echo", json!(2)).await.is_ok();
+            served = conn.call_json("demo/echo", json!(2)).await.is_ok();
             break;
         }
     }
@@ -838,23 +830,26 @@ async fn finished_and_dropped_subscriptions_release_their_streams() {
     let work = async {
         for round in 0..30 {
             let items: Vec<_> = conn
-                .subscribe("demo/ticks", json!({"count": 2}))
+                .subscribe_json("demo/ticks", json!({"count": 2}))
                 .await
                 .unwrap()
                 .collect()
                 .await;
             assert_eq!(items.len(), 2, "round {round}");
-            let mut dropped = conn.subscribe("test/forever", json!({})).await.unwrap();
+            let mut dropped = conn
+                .subscribe_json("test/forever", json!({}))
+                .await
+                .unwrap();
             assert!(dropped.next().await.unwrap().is_ok());
             drop(dropped);
             let error = conn
-                .subscribe("nope/nothing", json!({}))
+                .subscribe_json("nope/nothing", json!({}))
                 .await
                 .unwrap()
                 .next()
                 .await;
             assert_eq!(error.unwrap().unwrap_err().code, "NOT_FOUND");
-            conn.call("demo/add", json!({"a": round, "b": 1}))
+            conn.call_json("demo/add", json!({"a": round, "b": 1}))
                 .await
                 .unwrap();
         }
@@ -916,7 +911,7 @@ async fn clients_can_verify_against_a_ca() {
         .await
         .unwrap();
     assert_eq!(
-        conn.call("demo/echo", json!("ok")).await.unwrap(),
+        conn.call_json("demo/echo", json!("ok")).await.unwrap(),
         json!("ok")
     );
     assert!(

@@ -32,4 +32,6 @@ pub mod spec;
 pub use bundle::{BUNDLE_VERSION, BundleError, SpecBundle};
 pub use codes::ProtocolCode;
 pub use name::{NameError, OperationName, namespace_of, validate_name};
-pub use spec::{AccessControl, ErrorSpec, OpType, OperationSpec, SpecError, Visibility};
+pub use spec::{
+    AccessControl, ErrorSpec, OpType, OperationSpec, SpecError, Visibility, check_error_code,
+};

@@ -315,12 +315,7 @@ impl OperationSpec {
                 code: error.code.clone(),
                 problem,
             };
-            if ProtocolCode::is_protocol_code(&error.code) {
-                return Err(bad("reuses a protocol error code"));
-            }
-            if !is_upper_snake(&error.code) {
-                return Err(bad("must be UPPER_SNAKE_CASE, like `NOT_ENOUGH_FUNDS`"));
-            }
+            check_error_code(&error.code).map_err(bad)?;
             if !seen.insert(error.code.as_str()) {
                 return Err(bad("is declared twice"));
             }
@@ -367,6 +362,18 @@ impl OperationSpec {
         }
         Ok(())
     }
+}
+
+/// Checks a domain error code: `UPPER_SNAKE_CASE` and not one of the protocol codes. The error
+/// says what is wrong, to be prefixed with the code.
+pub fn check_error_code(code: &str) -> Result<(), &'static str> {
+    if ProtocolCode::is_protocol_code(code) {
+        return Err("reuses a protocol error code");
+    }
+    if !is_upper_snake(code) {
+        return Err("must be UPPER_SNAKE_CASE, like `NOT_ENOUGH_FUNDS`");
+    }
+    Ok(())
 }
 
 fn is_schema(value: &Value) -> bool {

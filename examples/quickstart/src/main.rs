@@ -1,139 +1,133 @@
 //! A first alknet program, end to end in one process:
 //!
-//! 1. declare two operations (a query and a subscription) with their specs and handlers,
+//! 1. declare three operations with `#[operation]` — a query with a typed domain error, a
+//!    subscription, and a query that calls back into its caller — and one on the client side,
 //! 2. serve them over QUIC on a random loopback port with a self-signed certificate,
-//! 3. connect a client that pins the server's fingerprint, and offers an operation of its own,
-//! 4. call, subscribe, handle a typed error, and let the server call the client back.
+//! 3. connect a client that pins the server's fingerprint and offers its own operation,
+//! 4. call them with typed calls and print the results.
 //!
 //! Run it with `cargo run -p alknet-example-quickstart`.
 
 use std::time::Duration;
 
-use alknet::spec::{ErrorSpec, OpType, OperationSpec};
 use alknet::{
-    CallError, Client, ClientOptions, Handler, Registry, Server, ServerOptions, ServerVerification,
+    CallError, Client, ClientOptions, Context, DomainError, Empty, OpError, Registry, Server,
+    ServerOptions, ServerVerification, operation,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt, stream};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-#[derive(Serialize, Deserialize)]
+/// Whom to greet.
+#[derive(Serialize, Deserialize, JsonSchema)]
 struct Greeting {
+    /// A name; not empty.
+    #[schemars(length(min = 1))]
     name: String,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+/// The errors `hello/greet` declares. Callers get this enum back, not a string.
+#[derive(Debug, PartialEq, DomainError)]
+enum GreetError {
+    /// Refuses to greet `stranger`.
+    #[domain(code = "NO_STRANGERS", status = 403)]
+    NoStrangers,
+}
+
+/// Greets someone by name.
+#[operation(query, name = "hello/greet", errors = GreetError)]
+async fn greet(input: Greeting) -> Result<String, GreetError> {
+    if input.name == "stranger" {
+        return Err(GreetError::NoStrangers);
+    }
+    Ok(format!("Hello, {}!", input.name))
+}
+
+/// Where a countdown starts, and each step of it.
+#[derive(Serialize, Deserialize, JsonSchema, Debug)]
 struct Countdown {
+    /// Steps left.
+    #[schemars(range(max = 100))]
     left: u32,
 }
 
-fn server_registry() -> anyhow::Result<Registry> {
-    let mut registry = Registry::new();
-    registry.register(
-        OperationSpec::new("hello/greet", OpType::Query)?
-            .with_description("Greets someone by name.")
-            .with_input_schema(json!({
-                "type": "object",
-                "required": ["name"],
-                "properties": {"name": {"type": "string", "minLength": 1}}
-            }))
-            .with_output_schema(json!({"type": "string"}))
-            .with_error(
-                ErrorSpec::new("NO_STRANGERS", "Refuses to greet `stranger`.")
-                    .with_http_status(403),
-            ),
-        Handler::typed_unary(|_ctx, input: Greeting| async move {
-            if input.name == "stranger" {
-                return Err(CallError::domain("NO_STRANGERS", "I don't greet strangers"));
-            }
-            Ok(format!("Hello, {}!", input.name))
-        }),
-    )?;
-    registry.register(
-        OperationSpec::new("hello/countdown", OpType::Subscription)?
-            .with_description("Counts down from `left` to 1, one item every 100 ms.")
-            .with_input_schema(json!({
-                "type": "object",
-                "required": ["left"],
-                "properties": {"left": {"type": "integer", "minimum": 0, "maximum": 100}}
-            })),
-        Handler::typed_subscription(|_ctx, input: Countdown| async move {
-            Ok(
-                futures_util::stream::iter((1..=input.left).rev()).then(|left| async move {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Ok(Countdown { left })
-                }),
-            )
-        }),
-    )?;
-    // A handler that calls back into whoever called it: the protocol is symmetric.
-    registry.register(
-        OperationSpec::new("hello/who_are_you", OpType::Query)?
-            .with_description("Asks the caller for its name."),
-        Handler::unary(|ctx, _input| async move {
-            let peer = ctx
-                .peer()
-                .ok_or_else(|| CallError::internal("not over QUIC"))?;
-            let name = peer.call("client/name", json!({})).await?;
-            Ok(json!(format!("You told me you are {name}")))
-        }),
-    )?;
-    Ok(registry)
+/// Counts down from `left` to 1, one item every 100 ms.
+#[operation(subscription, name = "hello/countdown")]
+async fn countdown(input: Countdown) -> impl Stream<Item = Result<Countdown, CallError>> {
+    stream::iter((1..=input.left).rev()).then(|left| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(Countdown { left })
+    })
 }
 
-fn client_registry() -> anyhow::Result<Registry> {
-    let mut registry = Registry::new();
-    registry.register(
-        OperationSpec::new("client/name", OpType::Query)?,
-        Handler::unary(|_ctx, _input| async move { Ok(json!("the quickstart client")) }),
-    )?;
-    Ok(registry)
+/// Asks the caller for its name: the protocol is symmetric, so a handler can call back into
+/// the side that called it.
+#[operation(query, name = "hello/who_are_you", calls = ["client/name"])]
+async fn who_are_you(ctx: Context) -> Result<String, CallError> {
+    let name = ctx.env().call_peer::<ClientNameOp>(&Empty {}).await?;
+    Ok(format!("You told me you are {name}"))
+}
+
+/// The client's name (served by the client, called by the server).
+#[operation(query, name = "client/name")]
+async fn client_name() -> Result<String, CallError> {
+    Ok("the quickstart client".into())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = Server::bind(
-        server_registry()?,
-        ServerOptions::new("127.0.0.1:0".parse()?),
-    )?;
+    let mut registry = Registry::new();
+    registry.register::<GreetOp>()?;
+    registry.register::<CountdownOp>()?;
+    registry.register::<WhoAreYouOp>()?;
+    let server = Server::bind(registry, ServerOptions::new("127.0.0.1:0".parse()?))?;
     println!(
         "serving on {} with certificate {}",
         server.local_addr(),
         server.fingerprint()
     );
 
+    let mut client_ops = Registry::new();
+    client_ops.register::<ClientNameOp>()?;
     let options = ClientOptions::new(ServerVerification::pin(server.fingerprint()));
-    let client = Client::with_registry(client_registry()?, options)?;
+    let client = Client::with_registry(client_ops, options)?;
     let conn = client.connect(server.local_addr(), "localhost").await?;
 
-    let greeting: String = conn
-        .call_typed("hello/greet", &Greeting { name: "Ada".into() })
+    let ada = conn
+        .call::<GreetOp>(&Greeting { name: "Ada".into() })
         .await?;
-    println!("hello/greet -> {greeting}");
+    println!("hello/greet(Ada) -> {ada}");
 
-    match conn.call("hello/greet", json!({"name": "stranger"})).await {
-        Err(error) if error.code == "NO_STRANGERS" => println!("hello/greet -> refused: {error}"),
-        other => anyhow::bail!("expected NO_STRANGERS, got {other:?}"),
+    match conn
+        .call::<GreetOp>(&Greeting {
+            name: "stranger".into(),
+        })
+        .await
+    {
+        Err(OpError::Domain(GreetError::NoStrangers)) => {
+            println!("hello/greet(stranger) -> refused with GreetError::NoStrangers")
+        }
+        other => anyhow::bail!("expected NoStrangers, got {other:?}"),
     }
 
-    match conn.call("hello/greet", json!({"name": ""})).await {
-        Err(error) => println!(
-            "hello/greet with an empty name -> {error} (details {:?})",
-            error.details
+    match conn.call::<GreetOp>(&Greeting { name: "".into() }).await {
+        Err(OpError::Call(error)) => println!(
+            "hello/greet(\"\") -> {error} (details {})",
+            error.details.clone().unwrap_or_default()
         ),
-        Ok(_) => anyhow::bail!("an empty name should be invalid"),
+        other => anyhow::bail!("an empty name should be invalid, got {other:?}"),
     }
 
-    let mut countdown = conn
-        .subscribe_typed::<_, Countdown>("hello/countdown", &json!({"left": 3}))
+    let mut steps = conn
+        .subscribe::<CountdownOp>(&Countdown { left: 3 })
         .await?;
-    while let Some(item) = countdown.next().await {
-        println!("hello/countdown -> {}", item?.left);
+    while let Some(step) = steps.next().await {
+        println!("hello/countdown -> {}", step?.left);
     }
 
     println!(
         "hello/who_are_you -> {}",
-        conn.call("hello/who_are_you", json!({})).await?
+        conn.call::<WhoAreYouOp>(&Empty {}).await?
     );
 
     conn.close();

@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> ExitCode {
         } => {
             client_command(&target, |conn| async move {
                 let output = conn
-                    .call_with(
+                    .call_json_with(
                         &op,
                         parse_input(input.as_deref())?,
                         call_options(timeout_ms),
@@ -240,7 +240,7 @@ async fn run(cli: Cli) -> ExitCode {
         } => {
             client_command(&target, |conn| async move {
                 let mut items = conn
-                    .subscribe_with(
+                    .subscribe_json_with(
                         &op,
                         parse_input(input.as_deref())?,
                         call_options(timeout_ms),
@@ -260,14 +260,18 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::List { target } => {
             client_command(&target, |conn| async move {
-                print_json(&conn.call("services/list", json!({})).await?);
+                print_json(&conn.call_json("services/list", json!({})).await?);
                 Ok(())
             })
             .await
         }
         Command::Schema { target, op } => {
             client_command(&target, |conn| async move {
-                print_json(&conn.call("services/schema", json!({ "name": op })).await?);
+                print_json(
+                    &conn
+                        .call_json("services/schema", json!({ "name": op }))
+                        .await?,
+                );
                 Ok(())
             })
             .await
@@ -435,7 +439,7 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
 fn cli_registry() -> Registry {
     let mut registry = Registry::new();
     registry
-        .register(
+        .register_handler(
             OperationSpec::new("client/name", OpType::Query)
                 .expect("a valid name")
                 .with_description("The name of this client."),

@@ -75,7 +75,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
     let mut registry = alknet::demo::registry();
     let slow = probes.slow.clone();
     registry
-        .register(
+        .register_handler(
             op("test/slow", OpType::Query).with_input_schema(json!({
                 "type": "object", "required": ["ms"], "properties": {"ms": {"type": "integer"}}
             })),
@@ -92,7 +92,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         .unwrap();
     let forever = probes.forever.clone();
     registry
-        .register(
+        .register_handler(
             op("test/forever", OpType::Subscription),
             Handler::subscription(move |_ctx, _input| {
                 let guard = forever.guard();
@@ -106,7 +106,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/panic", OpType::Query),
             Handler::unary(|_ctx, _input| async move {
                 if true {
@@ -117,7 +117,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/panic_stream", OpType::Subscription),
             Handler::subscription(|_ctx, _input| async move {
                 Ok(stream::iter(0..3).map(|n| {
@@ -130,7 +130,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/fail_stream", OpType::Subscription)
                 .with_error(ErrorSpec::new("STREAM_BROKE", "the stream broke")),
             Handler::subscription(|_ctx, _input| async move {
@@ -144,7 +144,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/undeclared", OpType::Mutation),
             Handler::unary(|_ctx, _input| async move {
                 Err(CallError::domain("NOT_DECLARED", "an undeclared code")
@@ -153,7 +153,7 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/big", OpType::Query),
             Handler::unary(|_ctx, input: Value| async move {
                 let len = input["len"].as_u64().unwrap_or(0) as usize;
@@ -162,14 +162,14 @@ pub fn test_registry(probes: &Probes) -> Registry {
         )
         .unwrap();
     registry
-        .register(
+        .register_handler(
             op("test/ask_peer", OpType::Query),
             Handler::unary(|ctx, input: Value| async move {
                 let peer = ctx
                     .peer()
                     .ok_or_else(|| CallError::internal("no peer"))?
                     .clone();
-                peer.call("client/name", input).await
+                peer.call_json("client/name", input).await
             }),
         )
         .unwrap();
