@@ -147,7 +147,7 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
     let checks = variants
         .iter()
         .filter_map(|v| v.details.as_ref())
-        .map(|ty| quote_spanned_check(ty));
+        .map(quote_spanned_check);
     Ok(quote! {
         #(#checks)*
 

@@ -180,7 +180,7 @@ impl Options {
 /// What the function's arguments are, in order.
 enum Arg {
     Context,
-    State(Type),
+    State(Box<Type>),
     Input,
 }
 
@@ -295,7 +295,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         match last_segment(ty) {
             Some(segment) if segment.ident == "Context" => args.push(Arg::Context),
             Some(segment) if segment.ident == "State" => match generic_types(segment).as_slice() {
-                [state] => args.push(Arg::State((*state).clone())),
+                [state] => args.push(Arg::State(Box::new((*state).clone()))),
                 _ => return Err(Error::new(ty.span(), "expected `State<T>`")),
             },
             _ => {
