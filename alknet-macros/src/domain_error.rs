@@ -144,13 +144,7 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
             None => quote! { #code => ::std::option::Option::Some(#name::#ident), },
         }
     });
-    let checks = variants
-        .iter()
-        .filter_map(|v| v.details.as_ref())
-        .map(quote_spanned_check);
     Ok(quote! {
-        #(#checks)*
-
         impl ::alknet::typed::DomainError for #name {
             fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
                 vec![#(#declared),*]
@@ -182,11 +176,4 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
             }
         }
     })
-}
-
-/// Details types must serialize, deserialize and describe themselves; say so at the type.
-fn quote_spanned_check(ty: &syn::Type) -> TokenStream {
-    quote::quote_spanned! {ty.span()=>
-        const _: () = ::alknet::typed::__private::assert_output::<#ty>();
-    }
 }

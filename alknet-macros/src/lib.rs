@@ -65,9 +65,17 @@ use proc_macro::TokenStream;
 /// Declares an operation from an async function. See the crate documentation.
 #[proc_macro_attribute]
 pub fn operation(attr: TokenStream, item: TokenStream) -> TokenStream {
-    operation::expand(attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    let original: proc_macro2::TokenStream = item.clone().into();
+    match operation::expand(attr.into(), item.into()) {
+        Ok(expanded) => expanded.into(),
+        // Keep the function as written, so the one error is all the user sees (no knock-on
+        // "unused" warnings or missing-item errors).
+        Err(error) => {
+            let mut out = error.into_compile_error();
+            out.extend(original);
+            out.into()
+        }
+    }
 }
 
 /// Derives `alknet::DomainError` for an enum of declared errors. See the crate documentation.

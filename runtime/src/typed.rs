@@ -194,7 +194,9 @@ impl<T> Clone for State<T> {
     }
 }
 
-/// The input of an operation whose function takes none: an empty object.
+// The input of an operation whose function takes none. Its doc comment becomes the schema's
+// description in every such spec, so it speaks to the caller.
+/// No input: an empty object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Empty {}
 
@@ -250,13 +252,6 @@ pub mod __private {
     ) -> impl Stream<Item = Result<T, CallError>> + Send + 'static {
         stream.map(into_result)
     }
-
-    /// Checks at compile time that the input type can be an operation's input, so a missing
-    /// derive is reported on the type.
-    pub const fn assert_input<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static>() {}
-
-    /// Same for outputs and items.
-    pub const fn assert_output<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static>() {}
 
     /// Details of a domain error as JSON (`null` when it has none).
     pub fn details<T: Serialize>(details: &T) -> Value {
