@@ -116,13 +116,22 @@ impl Handler {
     }
 }
 
-fn from_input<I: DeserializeOwned>(input: Value) -> Result<I, CallError> {
+fn from_input<I: DeserializeOwned + 'static>(input: Value) -> Result<I, CallError> {
+    // A handler over `Value` takes the input as it is: no deep copy through serde.
+    let input = match (Box::new(input) as Box<dyn Any>).downcast::<I>() {
+        Ok(same) => return Ok(*same),
+        Err(other) => *other.downcast::<Value>().expect("boxed a Value"),
+    };
     serde_json::from_value(input).map_err(|e| {
         CallError::invalid_input(format!("input does not match the handler's type: {e}"), "")
     })
 }
 
-fn to_output<O: Serialize>(output: O) -> Result<Value, CallError> {
+fn to_output<O: Serialize + 'static>(output: O) -> Result<Value, CallError> {
+    let output = match (Box::new(output) as Box<dyn Any>).downcast::<Value>() {
+        Ok(value) => return Ok(*value),
+        Err(other) => *other.downcast::<O>().expect("boxed an O"),
+    };
     serde_json::to_value(output)
         .map_err(|e| CallError::internal(format!("output could not be serialized: {e}")))
 }
