@@ -1,20 +1,27 @@
 //! # alknet-codegen
 //!
-//! Build-time tooling for alknet (design §9). It reads **spec bundles** — the
-//! `{"alknet": 1, "operations": [..]}` documents of `alknet-spec` that `alknet spec` exports and
-//! that service files describe — and turns them into code and documents. It depends only on the
-//! light IR crate, so calling it from a `build.rs` never compiles a network stack.
+//! Build-time tooling for alknet (design §9). It reads **service files** (the schema-first way
+//! to declare operations, see `schemas/README.md`) and **spec bundles** (what `alknet spec`
+//! prints), and turns them into:
 //!
-//! What is here today: loading and validating a bundle file with errors that name the file
-//! ([`load_bundle`]), and the `alknet-codegen check FILE` command built on it. Rust generation
-//! (typify + prettyplease), service files, and the OpenAPI/MCP projections arrive with the codegen
-//! issue and build on [`load_bundle`].
+//! - the **OpenAPI 3.1** document and the **MCP tool list** ([`openapi`], [`mcp_tools`]) — the
+//!   same functions of `alknet-spec` the runtime serves them with;
+//! - typed **Rust** servers and clients (see the crate's `rust` module, when present).
+//!
+//! It depends only on the light IR crate, so calling it from a `build.rs` never compiles a
+//! network stack. Every error names the file and the JSON pointer of the problem.
+
+pub mod service;
 
 use std::path::{Path, PathBuf};
 
-use alknet_spec::{BundleError, SpecBundle};
+use alknet_spec::SpecBundle;
+use alknet_spec::openapi::OpenApiInfo;
+use serde_json::Value;
 
-/// An error from reading a bundle file, naming the file.
+pub use service::{Service, load};
+
+/// What went wrong, always naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CodegenError {
     /// The file could not be read.
@@ -25,61 +32,53 @@ pub enum CodegenError {
         /// The IO error.
         source: std::io::Error,
     },
-    /// The file is not a valid spec bundle.
-    #[error("{path}: {source}")]
-    Bundle {
+    /// The file is not a valid service file or bundle.
+    #[error("{}{}: at `{}`: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), if pointer.is_empty() { "/" } else { pointer })]
+    Service {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
-        source: BundleError,
+        /// JSON Pointer of the problem (`""` for the whole document).
+        pointer: String,
+        /// 1-based line, when known (syntax errors).
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A generated file could not be written, or is stale (`--check`).
+    #[error("{path}: {message}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
 }
 
-/// Reads and validates a spec bundle file.
+/// Reads and validates a spec bundle or service file, returning its bundle.
 pub fn load_bundle(path: impl AsRef<Path>) -> Result<SpecBundle, CodegenError> {
-    let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| CodegenError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    SpecBundle::from_json(&text).map_err(|source| CodegenError::Bundle {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(load(path)?.bundle)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The OpenAPI 3.1 document of a loaded service.
+pub fn openapi(service: &Service) -> Value {
+    alknet_spec::openapi::openapi_document(
+        &service.bundle,
+        &OpenApiInfo {
+            title: service.name.clone(),
+            version: service.version.clone(),
+            description: service.description.clone(),
+        },
+    )
+}
 
-    #[test]
-    fn errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("alknet-codegen-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bad = dir.join("bad.json");
-        std::fs::write(
-            &bad,
-            r#"{"alknet": 1, "operations": [{"name": "x", "op_type": "query"}]}"#,
-        )
-        .unwrap();
-        let err = load_bundle(&bad).unwrap_err().to_string();
-        assert!(
-            err.contains("bad.json") && err.contains("operations[0]"),
-            "{err}"
-        );
+/// The MCP tools (`{"tools": [...]}`) of a loaded service.
+pub fn mcp_tools(service: &Service) -> Value {
+    alknet_spec::mcp::tools(&service.bundle)
+}
 
-        let missing = load_bundle(dir.join("missing.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(missing.contains("missing.json"), "{missing}");
-
-        let good = dir.join("good.json");
-        std::fs::write(
-            &good,
-            r#"{"alknet": 1, "operations": [{"name": "a/b", "op_type": "query"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(load_bundle(&good).unwrap().operations.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+/// Pretty JSON with a trailing newline: stable output for files and golden tests.
+pub fn to_pretty_json(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    text.push('\n');
+    text
 }

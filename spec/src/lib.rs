@@ -10,6 +10,8 @@
 //! - [`name`]: the operation name rules (`math/add`, at least two segments).
 //! - [`bundle`]: [`SpecBundle`], the sorted `{"alknet": 1, "operations": [..]}` document.
 //! - [`codes`]: the protocol error codes every transport shares.
+//! - [`openapi`] and [`mcp`]: the OpenAPI 3.1 document and the MCP tools of a bundle — the same
+//!   functions serve them at run time and print them at build time.
 //!
 //! ```
 //! use alknet_spec::{OperationSpec, OpType};
@@ -26,7 +28,9 @@
 
 pub mod bundle;
 pub mod codes;
+pub mod mcp;
 pub mod name;
+pub mod openapi;
 pub mod spec;
 
 pub use bundle::{BUNDLE_VERSION, BundleError, SpecBundle};

@@ -1,0 +1,562 @@
+//! The OpenAPI 3.1 projection of a spec bundle (design §7).
+//!
+//! One `POST /ops/{name}` path per external operation, with its real input, output and error
+//! schemas; security from `access_control`; subscriptions answer `text/event-stream`. The gateway
+//! routes (`/call`, `/batch`, `/subscribe`, `/search`, `/schema`, `/healthz`) are described too.
+//! The runtime serves exactly this document at `/openapi.json`, and `alknet-codegen openapi`
+//! prints it.
+//!
+//! Schemas are self-contained in the IR (`$defs` inside each schema). In an OpenAPI document a
+//! `#/…` reference resolves against the document, so every `$defs` entry is hoisted into
+//! `components/schemas` and its references rewritten; two different schemas with the same name
+//! get distinct component names.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::bundle::SpecBundle;
+use crate::spec::{OpType, OperationSpec, Visibility};
+
+/// What the document says about the service as a whole.
+#[derive(Debug, Clone)]
+pub struct OpenApiInfo {
+    /// `info.title`.
+    pub title: String,
+    /// `info.version`.
+    pub version: String,
+    /// `info.description`.
+    pub description: String,
+}
+
+impl Default for OpenApiInfo {
+    fn default() -> Self {
+        Self {
+            title: "alknet node".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+        }
+    }
+}
+
+/// HTTP status for a protocol error code (design §7). `FORBIDDEN` is 403 here; the gateway
+/// answers 401 when no credentials were sent.
+pub fn protocol_status(code: &str) -> u16 {
+    match code {
+        "NOT_FOUND" => 404,
+        "FORBIDDEN" => 403,
+        "INVALID_INPUT" => 422,
+        "INVALID_OPERATION_TYPE" => 400,
+        "TIMEOUT" => 504,
+        _ => 500,
+    }
+}
+
+/// The path of an operation's typed route.
+pub fn operation_path(name: &str) -> String {
+    format!("/ops/{name}")
+}
+
+/// The OpenAPI `operationId` of an operation: its name with `/` replaced by `.`.
+pub fn operation_id(name: &str) -> String {
+    name.replace('/', ".")
+}
+
+/// Hoists `$defs` into a shared component table, rewriting references.
+#[derive(Default)]
+struct Components {
+    schemas: BTreeMap<String, Value>,
+}
+
+impl Components {
+    /// Moves `schema`'s `$defs` into the components (under free names) and rewrites every
+    /// `#/$defs/X` inside it to the component it became.
+    fn adopt(&mut self, schema: &Value) -> Value {
+        let mut schema = schema.clone();
+        objectify_boolean_schemas(&mut schema);
+        let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|o| o.remove("$defs"))
+        else {
+            return schema;
+        };
+        let mut renames = BTreeMap::new();
+        for name in defs.keys() {
+            renames.insert(name.clone(), self.free_name(name, &defs[name]));
+        }
+        for (name, mut def) in defs {
+            rewrite_refs(&mut def, &renames);
+            self.schemas.insert(renames[&name].clone(), def);
+        }
+        rewrite_refs(&mut schema, &renames);
+        schema
+    }
+
+    fn free_name(&self, wanted: &str, schema: &Value) -> String {
+        let base: String = wanted
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = base.clone();
+        let mut n = 2;
+        // The same schema under the same name is shared; a different one gets a suffix. (Its
+        // refs are compared before rewriting, which is conservative: at worst a duplicate.)
+        while let Some(existing) = self.schemas.get(&name) {
+            if existing == schema {
+                break;
+            }
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        name
+    }
+}
+
+/// `true` → `{}` and `false` → `{"not": {}}` wherever a schema stands: equivalent, and accepted
+/// by every OpenAPI tool (some reject boolean schemas although 3.1 allows them).
+fn objectify_boolean_schemas(schema: &mut Value) {
+    match schema {
+        Value::Bool(true) => *schema = json!({}),
+        Value::Bool(false) => *schema = json!({"not": {}}),
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match key.as_str() {
+                    "properties" | "patternProperties" | "$defs" | "definitions"
+                    | "dependentSchemas" => {
+                        if let Value::Object(children) = child {
+                            children.values_mut().for_each(objectify_boolean_schemas);
+                        }
+                    }
+                    "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
+                        if let Value::Array(children) = child {
+                            children.iter_mut().for_each(objectify_boolean_schemas);
+                        }
+                    }
+                    "items"
+                    | "additionalProperties"
+                    | "not"
+                    | "if"
+                    | "then"
+                    | "else"
+                    | "contains"
+                    | "propertyNames"
+                    | "additionalItems"
+                    | "unevaluatedProperties"
+                    | "unevaluatedItems" => objectify_boolean_schemas(child),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn rewrite_refs(value: &mut Value, renames: &BTreeMap<String, String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get_mut("$ref")
+                && let Some(name) = reference.strip_prefix("#/$defs/")
+                && let Some(renamed) = renames.get(name)
+            {
+                *reference = format!("#/components/schemas/{renamed}");
+            }
+            for (key, child) in map.iter_mut() {
+                // Property names and enum/const values are data, not schemas.
+                if key != "const" && key != "enum" && key != "examples" && key != "default" {
+                    rewrite_refs(child, renames);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, renames)),
+        _ => {}
+    }
+}
+
+fn call_error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "The `call.error` payload.",
+        "required": ["code", "message", "retryable"],
+        "properties": {
+            "code": {"type": "string", "description": "A protocol code or a declared domain code."},
+            "message": {"type": "string"},
+            "retryable": {"type": "boolean"},
+            "details": {"description": "Structured details (the failing JSON pointer for INVALID_INPUT)."}
+        }
+    })
+}
+
+fn error_ref() -> Value {
+    json!({"$ref": "#/components/schemas/CallError"})
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+/// A `text/event-stream` body. OpenAPI 3.1 has no item schema for streams, so the stream is a
+/// string whose `contentSchema` is the schema of one item (each `data:` is its JSON).
+fn sse_content(item: Value) -> Value {
+    json!({"text/event-stream": {
+        "schema": {
+            "type": "string",
+            "description": "Server-Sent Events: each event's `data:` is one item, as JSON matching `contentSchema`, with an `id:`; `event: error` carries a `call.error` and ends the stream; the stream closes after the last item.",
+            "contentMediaType": "application/json",
+            "contentSchema": item
+        }
+    }})
+}
+
+/// The responses of one operation: its output, its declared errors by status, protocol errors.
+fn responses(spec: &OperationSpec, output: Value, components: &mut Components) -> Value {
+    let mut responses = Map::new();
+    let ok = if spec.op_type == OpType::Subscription {
+        json!({"description": "The items, as Server-Sent Events.", "content": sse_content(output)})
+    } else {
+        json!({"description": "The output.", "content": json_content(output)})
+    };
+    responses.insert("200".into(), ok);
+
+    let mut by_status: BTreeMap<u16, Vec<Value>> = BTreeMap::new();
+    let mut described: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for error in &spec.error_schemas {
+        let status = error.http_status.unwrap_or(500);
+        let mut schema = json!({
+            "allOf": [error_ref()],
+            "properties": {"code": {"const": error.code}}
+        });
+        if let Some(details) = &error.schema {
+            schema["properties"]["details"] = components.adopt(details);
+        }
+        by_status.entry(status).or_default().push(schema);
+        described
+            .entry(status)
+            .or_default()
+            .push(if error.description.is_empty() {
+                format!("`{}`", error.code)
+            } else {
+                format!("`{}`: {}", error.code, error.description)
+            });
+    }
+    let mut protocol = vec![
+        (
+            400,
+            "Not JSON, or the wrong kind of operation for this route (INVALID_OPERATION_TYPE).",
+        ),
+        (404, "No such operation (NOT_FOUND)."),
+        (
+            422,
+            "The input does not match the input schema (INVALID_INPUT); `details.pointer` names the failing place.",
+        ),
+        (500, "An internal error (INTERNAL)."),
+        (504, "The deadline expired (TIMEOUT)."),
+    ];
+    if !spec.access_control.is_public() {
+        protocol.push((401, "Authentication required (FORBIDDEN)."));
+        protocol.push((403, "Not allowed (FORBIDDEN)."));
+    }
+    for (status, text) in protocol {
+        by_status.entry(status).or_default();
+        described
+            .entry(status)
+            .or_default()
+            .insert(0, text.to_owned());
+    }
+    for (status, mut schemas) in by_status {
+        let schema = match schemas.len() {
+            0 => error_ref(),
+            1 => schemas.remove(0),
+            _ => {
+                schemas.push(error_ref());
+                json!({"anyOf": schemas})
+            }
+        };
+        responses.insert(
+            status.to_string(),
+            json!({
+                "description": described[&status].join(" "),
+                "content": json_content(schema)
+            }),
+        );
+    }
+    Value::Object(responses)
+}
+
+fn security(spec: &OperationSpec) -> Option<Value> {
+    (!spec.access_control.is_public()).then(|| json!([{"bearerAuth": []}]))
+}
+
+fn access_note(spec: &OperationSpec) -> String {
+    let access = &spec.access_control;
+    let mut notes = Vec::new();
+    if !access.required_scopes.is_empty() {
+        notes.push(format!(
+            "requires the scopes {}",
+            access.required_scopes.join(", ")
+        ));
+    }
+    if let Some(any) = &access.required_scopes_any {
+        notes.push(format!("requires one of the scopes {}", any.join(", ")));
+    }
+    if let (Some(kind), Some(action)) = (&access.resource_type, &access.resource_action) {
+        notes.push(format!(
+            "checks `{action}` on the {kind} named at `{}`",
+            spec.resource_id_path.as_deref().unwrap_or("")
+        ));
+    }
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!("\n\nAccess: {}.", notes.join("; "))
+    }
+}
+
+fn operation_object(spec: &OperationSpec, components: &mut Components) -> Value {
+    let input = components.adopt(&spec.input_schema);
+    let output = components.adopt(&spec.output_schema);
+    let mut operation = json!({
+        "operationId": operation_id(&spec.name),
+        "summary": spec.description.lines().next().unwrap_or(&spec.name),
+        "description": format!("{}{}", spec.description, access_note(spec)),
+        "tags": [spec.namespace],
+        "requestBody": {"required": true, "content": json_content(input)},
+        "responses": responses(spec, output, components),
+        "x-alknet-op-type": spec.op_type.as_str(),
+    });
+    if let Some(security) = security(spec) {
+        operation["security"] = security;
+    }
+    if !spec.access_control.is_public() {
+        operation["x-alknet-access"] =
+            serde_json::to_value(&spec.access_control).expect("serializes");
+    }
+    if spec.deprecated {
+        operation["deprecated"] = json!(true);
+    }
+    operation
+}
+
+fn gateway_paths() -> Value {
+    let call_body = json!({
+        "type": "object",
+        "required": ["operation"],
+        "properties": {
+            "operation": {"type": "string", "description": "Operation name, e.g. `demo/add`."},
+            "input": {"description": "The operation's input."}
+        }
+    });
+    let error_response = |description: &str| json!({"description": description, "content": json_content(error_ref())});
+    json!({
+        "/call": {"post": {
+            "operationId": "gateway.call",
+            "summary": "Call any query or mutation by name.",
+            "tags": ["gateway"],
+            "requestBody": {"required": true, "content": json_content(call_body.clone())},
+            "responses": {
+                "200": {"description": "The output.", "content": json_content(json!({}))},
+                "400": error_response("Not JSON, or not a query/mutation."),
+                "401": error_response("Authentication required."),
+                "403": error_response("Not allowed."),
+                "404": error_response("No such operation."),
+                "422": error_response("Invalid input."),
+                "500": error_response("Internal error."),
+                "504": error_response("Deadline expired.")
+            }
+        }},
+        "/batch": {"post": {
+            "operationId": "gateway.batch",
+            "summary": "Several calls; answers in order.",
+            "tags": ["gateway"],
+            "requestBody": {"required": true, "content": json_content(json!({"type": "array", "items": call_body.clone()}))},
+            "responses": {
+                "200": {"description": "One answer per call, in order.", "content": json_content(json!({
+                    "type": "array",
+                    "items": {"oneOf": [
+                        {"type": "object", "required": ["output"], "properties": {"output": {}}},
+                        {"type": "object", "required": ["error"], "properties": {"error": error_ref()}}
+                    ]}
+                }))},
+                "400": error_response("Not JSON.")
+            }
+        }},
+        "/subscribe": {
+            "post": {
+                "operationId": "gateway.subscribe",
+                "summary": "Subscribe to any subscription by name.",
+                "tags": ["gateway"],
+                "requestBody": {"required": true, "content": json_content(call_body)},
+                "responses": {
+                    "200": {"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))},
+                    "400": error_response("Not JSON, or not a subscription.")
+                }
+            },
+            "get": {
+                "operationId": "gateway.subscribeGet",
+                "summary": "Subscribe with query parameters (for EventSource).",
+                "tags": ["gateway"],
+                "parameters": [
+                    {"name": "operation", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "input", "in": "query", "required": false, "description": "The input as JSON text.", "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))},
+                    "400": error_response("Bad parameters, or not a subscription.")
+                }
+            }
+        },
+        "/search": {"get": {
+            "operationId": "gateway.search",
+            "summary": "List the operations you may call (services/list).",
+            "tags": ["gateway"],
+            "parameters": [{"name": "q", "in": "query", "required": false, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The operations.", "content": json_content(json!({
+                "type": "object",
+                "required": ["operations"],
+                "properties": {"operations": {"type": "array", "items": {"type": "object"}}}
+            }))}}
+        }},
+        "/schema": {"get": {
+            "operationId": "gateway.schema",
+            "summary": "The OperationSpec of one operation (services/schema).",
+            "tags": ["gateway"],
+            "parameters": [{"name": "name", "in": "query", "required": true, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "The spec.", "content": json_content(json!({"type": "object"}))},
+                "404": error_response("No such operation.")
+            }
+        }},
+        "/healthz": {"get": {
+            "operationId": "gateway.health",
+            "summary": "Liveness.",
+            "tags": ["gateway"],
+            "responses": {"200": {"description": "`ok`", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        }}
+    })
+}
+
+/// The OpenAPI 3.1 document of `bundle`'s external operations and the gateway routes.
+pub fn openapi_document(bundle: &SpecBundle, info: &OpenApiInfo) -> Value {
+    let mut components = Components::default();
+    components
+        .schemas
+        .insert("CallError".into(), call_error_schema());
+    let mut paths = Map::new();
+    for spec in &bundle.operations {
+        if spec.visibility != Visibility::External {
+            continue;
+        }
+        paths.insert(
+            operation_path(&spec.name),
+            json!({"post": operation_object(spec, &mut components)}),
+        );
+    }
+    if let Value::Object(gateway) = gateway_paths() {
+        paths.extend(gateway);
+    }
+    let mut document = json!({
+        "openapi": "3.1.0",
+        "info": {"title": info.title, "version": info.version},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "schemas": components.schemas,
+            "securitySchemes": {"bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An alknet token (`alknet token new`); the same identities as on QUIC."
+            }}
+        }
+    });
+    if !info.description.is_empty() {
+        document["info"]["description"] = json!(info.description);
+    }
+    document
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AccessControl, ErrorSpec};
+
+    fn bundle() -> SpecBundle {
+        let item = json!({
+            "type": "object",
+            "properties": {"inner": {"$ref": "#/$defs/Inner"}},
+            "$defs": {"Inner": {"type": "object", "properties": {"x": {"type": "integer"}}}}
+        });
+        let other_inner = json!({
+            "type": "object",
+            "properties": {"inner": {"$ref": "#/$defs/Inner"}},
+            "$defs": {"Inner": {"type": "string"}}
+        });
+        SpecBundle::new([
+            OperationSpec::new("a/get", OpType::Query)
+                .unwrap()
+                .with_input_schema(item.clone()),
+            OperationSpec::new("a/other", OpType::Mutation)
+                .unwrap()
+                .with_input_schema(other_inner)
+                .with_error(
+                    ErrorSpec::new("BUSY", "busy")
+                        .with_http_status(409)
+                        .with_schema(json!({"type": "object"})),
+                )
+                .with_access(AccessControl {
+                    required_scopes: vec!["admin".into()],
+                    ..Default::default()
+                }),
+            OperationSpec::new("a/watch", OpType::Subscription)
+                .unwrap()
+                .with_output_schema(item),
+            OperationSpec::new("a/hidden", OpType::Query)
+                .unwrap()
+                .with_visibility(Visibility::Internal),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn one_path_per_external_operation_with_hoisted_schemas() {
+        let doc = openapi_document(&bundle(), &OpenApiInfo::default());
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.contains_key("/ops/a/get") && paths.contains_key("/ops/a/watch"));
+        assert!(!paths.contains_key("/ops/a/hidden"));
+        let get = &doc["paths"]["/ops/a/get"]["post"];
+        assert_eq!(get["operationId"], "a.get");
+        let input = &get["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            input["properties"]["inner"]["$ref"],
+            "#/components/schemas/Inner"
+        );
+        assert!(input.get("$defs").is_none());
+        // A different schema under the same name gets its own component.
+        let other = &doc["paths"]["/ops/a/other"]["post"];
+        let other_input = &other["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            other_input["properties"]["inner"]["$ref"],
+            "#/components/schemas/Inner_2"
+        );
+        assert_eq!(doc["components"]["schemas"]["Inner_2"]["type"], "string");
+        // Declared errors, security.
+        assert_eq!(other["security"], json!([{"bearerAuth": []}]));
+        assert_eq!(
+            other["responses"]["409"]["content"]["application/json"]["schema"]["properties"]["code"]
+                ["const"],
+            "BUSY"
+        );
+        assert!(other["responses"].get("401").is_some());
+        assert!(get["responses"].get("401").is_none());
+        // Subscriptions answer SSE with the item schema.
+        let watch = &doc["paths"]["/ops/a/watch"]["post"]["responses"]["200"]["content"]["text/event-stream"];
+        assert_eq!(
+            watch["schema"]["contentSchema"]["properties"]["inner"]["$ref"],
+            "#/components/schemas/Inner"
+        );
+        assert!(doc["paths"].get("/call").is_some());
+    }
+}
