@@ -494,15 +494,17 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 let mut spec = ::alknet::spec::OperationSpec::new(Self::NAME, Self::KIND)
                     .expect("#[operation] checked the name")
                     .with_description(#description)
-                    .with_input_schema(::alknet::typed::schema_of::<Self::Input>())
-                    .with_output_schema(::alknet::typed::schema_of::<Self::Output>());
+                    .with_input_schema(::alknet::typed::schema_of::<#input>())
+                    .with_output_schema(::alknet::typed::schema_of::<#output_type>());
                 for error in <Self::Error as ::alknet::typed::DomainError>::declared() {
                     spec = spec.with_error(error);
                 }
                 #(#spec_steps)*
                 spec
             }
+        }
 
+        impl ::alknet::typed::ServeOperation for #marker {
             fn handler() -> ::alknet::Handler {
                 #handler
             }

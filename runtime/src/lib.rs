@@ -76,7 +76,7 @@ pub use error::CallError;
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
 pub use quic::{Client, ClientOptions, EndpointError, Server, ServerOptions};
 pub use registry::{Composition, Handler, Registry, RegistryError};
-pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, State};
+pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, ServeOperation, State};
 
 /// Derives [`DomainError`] for an enum of declared errors.
 pub use alknet_macros::DomainError;

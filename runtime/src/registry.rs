@@ -280,7 +280,7 @@ impl Registry {
     }
 
     /// Registers an operation declared with `#[operation]`: `registry.register::<AddOp>()`.
-    pub fn register<O: crate::typed::Operation>(&mut self) -> Result<(), RegistryError> {
+    pub fn register<O: crate::typed::ServeOperation>(&mut self) -> Result<(), RegistryError> {
         self.register_with(O::spec(), O::handler(), O::composition().map(Arc::new))
     }
 

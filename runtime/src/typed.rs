@@ -27,22 +27,27 @@ use crate::context::Context;
 use crate::error::CallError;
 use crate::registry::{Composition, Handler};
 
-/// An operation declared in Rust. Implemented by the marker types `#[operation]` generates.
+/// An operation known to Rust: what a caller needs for typed calls. Implemented by the marker
+/// types of `#[operation]` and of `alknet-codegen`'s generated clients.
 pub trait Operation: Send + Sync + 'static {
     /// Registry name, e.g. `math/add`.
     const NAME: &'static str;
     /// Query, mutation or subscription.
     const KIND: OpType;
     /// The input.
-    type Input: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The output; for a subscription, one item.
-    type Output: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
+    type Output: Serialize + DeserializeOwned + Send + 'static;
     /// The declared domain errors ([`NoDomainError`] when there are none).
     type Error: DomainError;
 
     /// The IR of the operation.
     fn spec() -> OperationSpec;
+}
 
+/// An operation whose code is known statically: `#[operation]` functions. Register it with
+/// `registry.register::<AddOp>()`.
+pub trait ServeOperation: Operation {
     /// The code that serves it.
     fn handler() -> Handler;
 
@@ -51,6 +56,9 @@ pub trait Operation: Send + Sync + 'static {
         None
     }
 }
+
+/// A boxed stream of typed items, as generated service traits return for subscriptions.
+pub type ItemStream<T, E> = futures_util::stream::BoxStream<'static, Result<T, OpError<E>>>;
 
 /// A set of declared domain errors, usually an enum with `#[derive(DomainError)]`.
 pub trait DomainError: Sized + Send + 'static {
