@@ -6,11 +6,24 @@
 //!
 //! - the **OpenAPI 3.1** document and the **MCP tool list** ([`openapi`], [`mcp_tools`]) — the
 //!   same functions of `alknet-spec` the runtime serves them with;
-//! - typed **Rust** servers and clients (see the crate's `rust` module, when present).
+//! - typed **Rust**: types (typify), a server trait plus `register`, a typed client, error enums
+//!   and markers for typed calls ([`rust`]); from a `build.rs` through [`Builder`], or with
+//!   `alknet-codegen rust FILE -o OUT.rs`.
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     alknet_codegen::Builder::new().service("../schemas/bank.json").generate()?;
+//!     Ok(())
+//! }
+//! // src/main.rs: include!(concat!(env!("OUT_DIR"), "/bank.rs"));
+//! ```
 //!
 //! It depends only on the light IR crate, so calling it from a `build.rs` never compiles a
 //! network stack. Every error names the file and the JSON pointer of the problem.
 
+mod convert;
+pub mod rust;
 pub mod service;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +87,73 @@ pub fn openapi(service: &Service) -> Value {
 /// The MCP tools (`{"tools": [...]}`) of a loaded service.
 pub fn mcp_tools(service: &Service) -> Value {
     alknet_spec::mcp::tools(&service.bundle)
+}
+
+/// The Rust source for a loaded service (`path` names the input in the header and in errors).
+pub fn rust_source(service: &Service, path: &Path) -> Result<String, CodegenError> {
+    rust::generate(service, path)
+}
+
+/// Generates Rust for service files from a `build.rs`, into `OUT_DIR` (or a chosen directory),
+/// one `<service>.rs` per file, and tells cargo to rerun when a file changes.
+#[derive(Debug, Default)]
+pub struct Builder {
+    services: Vec<PathBuf>,
+    out_dir: Option<PathBuf>,
+}
+
+impl Builder {
+    /// A builder with no services yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service file (or spec bundle), relative to the crate being built.
+    pub fn service(mut self, path: impl Into<PathBuf>) -> Self {
+        self.services.push(path.into());
+        self
+    }
+
+    /// Writes here instead of `$OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Generates every service; returns the files written.
+    pub fn generate(self) -> Result<Vec<PathBuf>, CodegenError> {
+        let out_dir = match self
+            .out_dir
+            .or_else(|| std::env::var_os("OUT_DIR").map(PathBuf::from))
+        {
+            Some(dir) => dir,
+            None => {
+                return Err(CodegenError::Output {
+                    path: PathBuf::from("OUT_DIR"),
+                    message: "not set: call Builder::generate from a build script, or set out_dir"
+                        .into(),
+                });
+            }
+        };
+        let mut written = Vec::new();
+        for path in &self.services {
+            if std::env::var_os("CARGO").is_some() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+            let service = load(path)?;
+            let source = rust_source(&service, path)?;
+            let out = out_dir.join(format!("{}.rs", service.name.replace('-', "_")));
+            // Unchanged output is not rewritten, so dependent crates are not rebuilt for nothing.
+            if std::fs::read_to_string(&out).ok().as_deref() != Some(source.as_str()) {
+                std::fs::write(&out, source).map_err(|e| CodegenError::Output {
+                    path: out.clone(),
+                    message: e.to_string(),
+                })?;
+            }
+            written.push(out);
+        }
+        Ok(written)
+    }
 }
 
 /// Pretty JSON with a trailing newline: stable output for files and golden tests.

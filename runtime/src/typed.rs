@@ -261,6 +261,13 @@ pub mod __private {
         stream.map(into_result)
     }
 
+    /// Converts a generated service's item stream to the wire error type.
+    pub fn op_error_stream<T: Send + 'static, E: DomainError>(
+        items: ItemStream<T, E>,
+    ) -> impl Stream<Item = Result<T, CallError>> + Send + 'static {
+        items.map(|item| item.map_err(|error| error.to_call_error()))
+    }
+
     /// Details of a domain error as JSON (`null` when it has none).
     pub fn details<T: Serialize>(details: &T) -> Value {
         serde_json::to_value(details).unwrap_or(Value::Null)

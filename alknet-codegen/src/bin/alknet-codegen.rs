@@ -23,6 +23,13 @@ enum Command {
         /// The file.
         file: PathBuf,
     },
+    /// Print (or write) the Rust code: types, server trait, `register`, typed client.
+    Rust {
+        /// A service file or spec bundle.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Print (or write) the OpenAPI 3.1 document.
     Openapi {
         /// A service file or spec bundle.
@@ -87,6 +94,10 @@ fn run(command: Command) -> Result<(), CodegenError> {
                 service.bundle.operations.len()
             );
             Ok(())
+        }
+        Command::Rust { file, out } => {
+            let service = load(&file)?;
+            emit(&alknet_codegen::rust_source(&service, &file)?, &out)
         }
         Command::Openapi { file, out } => {
             let service = load(&file)?;

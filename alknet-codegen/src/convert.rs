@@ -1,0 +1,197 @@
+//! The one boundary between the IR's JSON Schema 2020-12 and the draft-07 model of schemars 0.8
+//! that typify reads.
+//!
+//! - `$defs` become `definitions`, and `#/$defs/X` references `#/definitions/X`;
+//! - `prefixItems` becomes the array form of `items`, and `items` beside it `additionalItems`;
+//! - `dependentRequired` and `dependentSchemas` become `dependencies`;
+//! - `pattern` and `format` are dropped: they constrain values, which the runtime validates
+//!   against the real schema, and typify would need extra crates (regress, chrono, uuid) in
+//!   every generated crate for them;
+//! - keywords draft-07 cannot express are refused with their JSON pointer.
+
+use serde_json::{Map, Value};
+
+use crate::service::UNSUPPORTED_KEYWORDS;
+
+/// A schema typify cannot take, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsupported {
+    /// JSON Pointer inside the converted schema.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Converts one 2020-12 schema (value) into the draft-07 shape.
+pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
+    match schema {
+        Value::Bool(_) => Ok(schema.clone()),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            let prefix_items = map.get("prefixItems");
+            for (key, value) in map {
+                let at = format!("{pointer}/{}", escape(key));
+                if UNSUPPORTED_KEYWORDS.contains(&key.as_str()) {
+                    return Err(Unsupported {
+                        pointer: at,
+                        message: format!("`{key}` cannot be expressed in the generated Rust types"),
+                    });
+                }
+                match key.as_str() {
+                    "$schema" | "$id" | "$comment" | "pattern" | "format" | "contentMediaType"
+                    | "contentEncoding" | "deprecated" | "readOnly" | "writeOnly" | "examples" => {}
+                    "$ref" => {
+                        let reference = value.as_str().unwrap_or_default();
+                        let reference = match reference.strip_prefix("#/$defs/") {
+                            Some(name) => format!("#/definitions/{name}"),
+                            None => reference.to_owned(),
+                        };
+                        out.insert("$ref".into(), Value::String(reference));
+                    }
+                    "$defs" | "definitions" => {
+                        let defs = out
+                            .entry("definitions")
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let (Value::Object(defs), Value::Object(children)) = (defs, value) {
+                            for (name, child) in children {
+                                defs.insert(
+                                    name.clone(),
+                                    to_draft07(child, &format!("{at}/{}", escape(name)))?,
+                                );
+                            }
+                        }
+                    }
+                    "properties" | "patternProperties" => {
+                        let mut children = Map::new();
+                        if let Value::Object(entries) = value {
+                            for (name, child) in entries {
+                                children.insert(
+                                    name.clone(),
+                                    to_draft07(child, &format!("{at}/{}", escape(name)))?,
+                                );
+                            }
+                        }
+                        out.insert(key.clone(), Value::Object(children));
+                    }
+                    "prefixItems" => {
+                        let items = value
+                            .as_array()
+                            .map(|items| {
+                                items
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, item)| to_draft07(item, &format!("{at}/{i}")))
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .transpose()?
+                            .unwrap_or_default();
+                        out.insert("items".into(), Value::Array(items));
+                    }
+                    "items" if prefix_items.is_some() => {
+                        out.insert("additionalItems".into(), to_draft07(value, &at)?);
+                    }
+                    "dependentRequired" | "dependentSchemas" => {
+                        let deps = out
+                            .entry("dependencies")
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let (Value::Object(deps), Value::Object(entries)) = (deps, value) {
+                            for (name, child) in entries {
+                                let converted = if key == "dependentSchemas" {
+                                    to_draft07(child, &format!("{at}/{}", escape(name)))?
+                                } else {
+                                    child.clone()
+                                };
+                                deps.insert(name.clone(), converted);
+                            }
+                        }
+                    }
+                    "allOf" | "anyOf" | "oneOf" => {
+                        let children = value
+                            .as_array()
+                            .map(|items| {
+                                items
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, item)| to_draft07(item, &format!("{at}/{i}")))
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .transpose()?
+                            .unwrap_or_default();
+                        out.insert(key.clone(), Value::Array(children));
+                    }
+                    "items"
+                    | "additionalProperties"
+                    | "not"
+                    | "if"
+                    | "then"
+                    | "else"
+                    | "contains"
+                    | "propertyNames"
+                    | "additionalItems" => {
+                        out.insert(key.clone(), to_draft07(value, &at)?);
+                    }
+                    _ => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        _ => Err(Unsupported {
+            pointer: pointer.to_owned(),
+            message: "a schema is a JSON object or a boolean".into(),
+        }),
+    }
+}
+
+/// Parses a converted schema into schemars 0.8's model.
+pub fn to_schemars(
+    schema: &Value,
+    pointer: &str,
+) -> Result<schemars08::schema::Schema, Unsupported> {
+    let converted = to_draft07(schema, pointer)?;
+    serde_json::from_value(converted).map_err(|e| Unsupported {
+        pointer: pointer.to_owned(),
+        message: format!("not a schema typify can read: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn converts_2020_12_to_draft_07() {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"$ref": "#/$defs/N"}], "items": false},
+                "email": {"type": "string", "format": "email", "pattern": "@"}
+            },
+            "dependentRequired": {"a": ["b"]},
+            "$defs": {"N": {"type": "integer"}}
+        });
+        let out = to_draft07(&schema, "").unwrap();
+        assert!(out.get("$schema").is_none());
+        assert_eq!(out["definitions"]["N"]["type"], "integer");
+        let pair = &out["properties"]["pair"];
+        assert_eq!(pair["items"][1]["$ref"], "#/definitions/N");
+        assert_eq!(pair["additionalItems"], json!(false));
+        assert!(out["properties"]["email"].get("format").is_none());
+        assert_eq!(out["dependencies"]["a"], json!(["b"]));
+        to_schemars(&schema, "").unwrap();
+
+        let error = to_draft07(
+            &json!({"properties": {"x": {"unevaluatedItems": false}}}),
+            "/input",
+        )
+        .unwrap_err();
+        assert_eq!(error.pointer, "/input/properties/x/unevaluatedItems");
+    }
+}

@@ -1,0 +1,523 @@
+//! Rust generation (design §9, schema-first).
+//!
+//! From a service's bundle: the types (typify), a marker type per operation for typed calls
+//! (`conn.call::<DepositOp>(&input)`), an error enum per operation with declared errors, a
+//! server trait with one async method per operation plus `register` to serve an implementation,
+//! and a typed client with one method per external operation. Formatted by prettyplease;
+//! the same input always gives the same bytes.
+//!
+//! The generated code needs `alknet`, `serde` and `serde_json` as dependencies.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use alknet_spec::{OpType, OperationSpec, Visibility};
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+use serde_json::Value;
+use typify::{TypeId, TypeSpace, TypeSpaceSettings};
+
+use crate::convert;
+use crate::{CodegenError, Service};
+
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+fn ident(text: &str) -> Ident {
+    if KEYWORDS.contains(&text) {
+        format_ident!("{}_", text)
+    } else {
+        Ident::new(text, Span::call_site())
+    }
+}
+
+/// Runs typify, turning its errors and panics into a message: typify panics on some schemas it
+/// does not support, and a build script must get an error, not an abort.
+fn guarded<T>(run: impl FnOnce() -> Result<T, typify::Error>) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(run));
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(payload) => Err(payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .map(|s| format!("typify cannot handle this schema ({s})"))
+            .unwrap_or_else(|| "typify cannot handle this schema".into())),
+    }
+}
+
+struct Generator<'a> {
+    path: &'a Path,
+    space: TypeSpace,
+}
+
+impl Generator<'_> {
+    fn error(&self, pointer: String, message: String) -> CodegenError {
+        CodegenError::Service {
+            path: self.path.to_owned(),
+            pointer,
+            line: None,
+            message,
+        }
+    }
+
+    /// The Rust type of one schema of an operation, registering what it needs.
+    fn type_of(
+        &mut self,
+        schema: &Value,
+        pointer: &str,
+        hint: String,
+    ) -> Result<TokenStream, CodegenError> {
+        let mut schema = schema.clone();
+        if let Value::Object(map) = &mut schema {
+            map.remove("$defs");
+        }
+        let converted =
+            convert::to_schemars(&schema, pointer).map_err(|u| self.error(u.pointer, u.message))?;
+        let space = &mut self.space;
+        let id: TypeId = guarded(|| space.add_type_with_name(&converted, Some(hint)))
+            .map_err(|message| self.error(pointer.to_owned(), message))?;
+        let ty = self
+            .space
+            .get_type(&id)
+            .map_err(|e| self.error(pointer.to_owned(), e.to_string()))?;
+        Ok(ty.ident())
+    }
+}
+
+/// Every `$defs` entry of every schema in the bundle, once. The same name with different
+/// content is an error (the generated types share one namespace).
+fn shared_definitions(
+    service: &Service,
+    path: &Path,
+) -> Result<BTreeMap<String, (Value, String)>, CodegenError> {
+    let mut defs: BTreeMap<String, (Value, String)> = BTreeMap::new();
+    for (i, op) in service.bundle.operations.iter().enumerate() {
+        let mut schemas = vec![
+            ("input_schema".to_owned(), &op.input_schema),
+            ("output_schema".to_owned(), &op.output_schema),
+        ];
+        for (j, error) in op.error_schemas.iter().enumerate() {
+            if let Some(schema) = &error.schema {
+                schemas.push((format!("error_schemas/{j}/schema"), schema));
+            }
+        }
+        for (field, schema) in schemas {
+            let Some(Value::Object(local)) = schema.get("$defs") else {
+                continue;
+            };
+            for (name, def) in local {
+                let pointer = format!("/operations/{i}/{field}/$defs/{name}");
+                match defs.get(name) {
+                    Some((existing, first)) if existing != def => {
+                        return Err(CodegenError::Service {
+                            path: path.to_owned(),
+                            pointer,
+                            line: None,
+                            message: format!(
+                                "conflicts with the definition of `{name}` at {first}"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        defs.insert(name.clone(), (def.clone(), pointer));
+                    }
+                }
+            }
+        }
+    }
+    Ok(defs)
+}
+
+struct OpCode {
+    marker: Ident,
+    error: TokenStream,
+    method: Ident,
+    input: TokenStream,
+    output: TokenStream,
+    spec: OperationSpec,
+}
+
+/// Generates the Rust source for `service`. `path` names the input in errors.
+pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> {
+    let mut settings = TypeSpaceSettings::default();
+    settings
+        .with_type_mod("types")
+        .with_struct_builder(false)
+        .with_derive("PartialEq".to_owned());
+    let mut generator = Generator {
+        path,
+        space: TypeSpace::new(&settings),
+    };
+    let defs = shared_definitions(service, path)?;
+    let mut converted = Vec::new();
+    for (name, (schema, pointer)) in &defs {
+        let schema = convert::to_schemars(schema, pointer)
+            .map_err(|u| generator.error(u.pointer, u.message))?;
+        converted.push((name.clone(), schema));
+    }
+    let space = &mut generator.space;
+    guarded(|| space.add_ref_types(converted))
+        .map_err(|message| generator.error("/$defs".into(), message))?;
+
+    let mut ops = Vec::new();
+    let mut items = Vec::new();
+    for (i, spec) in service.bundle.operations.iter().enumerate() {
+        let relative = spec
+            .name
+            .strip_prefix(&format!("{}/", service.name))
+            .unwrap_or(&spec.name);
+        let camel = relative.replace('/', "_").to_upper_camel_case();
+        let snake = relative.replace('/', "_").to_snake_case();
+        let pointer = format!("/operations/{i}");
+        let item_or_output = if spec.op_type == OpType::Subscription {
+            "Item"
+        } else {
+            "Output"
+        };
+        let input = generator.type_of(
+            &spec.input_schema,
+            &format!("{pointer}/input_schema"),
+            format!("{camel}Input"),
+        )?;
+        let output = generator.type_of(
+            &spec.output_schema,
+            &format!("{pointer}/output_schema"),
+            format!("{camel}{item_or_output}"),
+        )?;
+        let marker = format_ident!("{}Op", camel);
+        let error = if spec.error_schemas.is_empty() {
+            quote!(::alknet::NoDomainError)
+        } else {
+            let error_ident = format_ident!("{}Error", camel);
+            items.push(error_enum(
+                &mut generator,
+                spec,
+                &error_ident,
+                &marker,
+                &camel,
+                &pointer,
+            )?);
+            quote!(#error_ident)
+        };
+        ops.push(OpCode {
+            marker,
+            error,
+            method: ident(&snake),
+            input,
+            output,
+            spec: spec.clone(),
+        });
+    }
+
+    let markers = ops.iter().map(marker_type);
+    let service_trait = service_trait(service, &ops);
+    let register = register_fn(service, &ops);
+    let client = client(service, &ops);
+    let types = generator.space.to_stream();
+    let tokens = quote! {
+        /// The types of the service's schemas, generated by typify.
+        #[allow(clippy::all, missing_docs, dead_code, unused_imports, irrefutable_let_patterns)]
+        pub mod types {
+            #types
+        }
+
+        #(#markers)*
+        #(#items)*
+        #service_trait
+        #register
+        #client
+    };
+    let file: syn::File = syn::parse2(tokens).map_err(|e| CodegenError::Output {
+        path: path.to_owned(),
+        message: format!("generated code does not parse (a bug in alknet-codegen): {e}"),
+    })?;
+    let source = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    Ok(format!(
+        "// @generated by alknet-codegen from `{source}`. Do not edit: change the service file.\n\n{}",
+        prettyplease::unparse(&file)
+    ))
+}
+
+fn doc(text: &str) -> TokenStream {
+    let lines = text.lines().map(|line| format!(" {line}"));
+    quote!(#(#[doc = #lines])*)
+}
+
+fn marker_type(op: &OpCode) -> TokenStream {
+    let OpCode {
+        marker,
+        error,
+        input,
+        output,
+        spec,
+        ..
+    } = op;
+    let name = &spec.name;
+    let kind = match spec.op_type {
+        OpType::Query => quote!(Query),
+        OpType::Mutation => quote!(Mutation),
+        OpType::Subscription => quote!(Subscription),
+    };
+    let spec_json = serde_json::to_string(spec).expect("specs serialize");
+    let text = doc(&format!(
+        "`{name}`: {}\n\nThe marker for typed calls: `conn.call::<{marker}>(&input)`.",
+        spec.description
+    ));
+    quote! {
+        #text
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct #marker;
+
+        impl ::alknet::Operation for #marker {
+            const NAME: &'static str = #name;
+            const KIND: ::alknet::spec::OpType = ::alknet::spec::OpType::#kind;
+            type Input = #input;
+            type Output = #output;
+            type Error = #error;
+
+            fn spec() -> ::alknet::spec::OperationSpec {
+                ::alknet::typed::__private::serde_json::from_str(#spec_json)
+                    .expect("alknet-codegen embedded a valid spec")
+            }
+        }
+    }
+}
+
+fn error_enum(
+    generator: &mut Generator<'_>,
+    spec: &OperationSpec,
+    name: &Ident,
+    marker: &Ident,
+    camel: &str,
+    pointer: &str,
+) -> Result<TokenStream, CodegenError> {
+    let mut variants = Vec::new();
+    let mut to_call = Vec::new();
+    let mut from_call = Vec::new();
+    for (j, error) in spec.error_schemas.iter().enumerate() {
+        let variant = format_ident!("{}", error.code.to_upper_camel_case());
+        let code = &error.code;
+        let message = if error.description.is_empty() {
+            error.code.clone()
+        } else {
+            error.description.clone()
+        };
+        let text = doc(&format!(
+            "`{code}`{}: {}",
+            error
+                .http_status
+                .map(|s| format!(" (HTTP {s})"))
+                .unwrap_or_default(),
+            message
+        ));
+        match &error.schema {
+            Some(schema) => {
+                let details = generator.type_of(
+                    schema,
+                    &format!("{pointer}/error_schemas/{j}/schema"),
+                    format!("{camel}{variant}Details"),
+                )?;
+                variants.push(quote!(#text #variant(#details)));
+                to_call.push(quote! {
+                    Self::#variant(details) => ::alknet::CallError::domain(#code, #message)
+                        .with_details(::alknet::typed::__private::details(details)),
+                });
+                from_call.push(quote! {
+                    #code => ::alknet::typed::__private::parse_details(&error.details).map(Self::#variant),
+                });
+            }
+            None => {
+                variants.push(quote!(#text #variant));
+                to_call
+                    .push(quote!(Self::#variant => ::alknet::CallError::domain(#code, #message),));
+                from_call.push(quote!(#code => ::std::option::Option::Some(Self::#variant),));
+            }
+        }
+    }
+    let text = doc(&format!("The declared errors of `{}`.", spec.name));
+    Ok(quote! {
+        #text
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum #name {
+            #(#variants,)*
+        }
+
+        impl ::alknet::DomainError for #name {
+            fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
+                <#marker as ::alknet::Operation>::spec().error_schemas
+            }
+
+            fn to_call_error(&self) -> ::alknet::CallError {
+                match self {
+                    #(#to_call)*
+                }
+            }
+
+            fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
+                match error.code.as_str() {
+                    #(#from_call)*
+                    _ => ::std::option::Option::None,
+                }
+            }
+        }
+
+        impl ::alknet::typed::IntoCallError for #name {
+            fn into_call_error(self) -> ::alknet::CallError {
+                ::alknet::DomainError::to_call_error(&self)
+            }
+        }
+
+        impl ::std::convert::From<#name> for ::alknet::OpError<#name> {
+            fn from(error: #name) -> Self {
+                ::alknet::OpError::Domain(error)
+            }
+        }
+    })
+}
+
+fn trait_name(service: &Service) -> Ident {
+    format_ident!("{}Service", service.name.to_upper_camel_case())
+}
+
+fn service_trait(service: &Service, ops: &[OpCode]) -> TokenStream {
+    let name = trait_name(service);
+    let methods = ops.iter().map(|op| {
+        let OpCode { method, input, output, error, spec, .. } = op;
+        let text = doc(&format!("`{}`{}: {}", spec.name, if spec.visibility == Visibility::Internal { " (internal)" } else { "" }, spec.description));
+        let answer = match spec.op_type {
+            OpType::Subscription => quote!(::alknet::typed::ItemStream<#output, #error>),
+            _ => quote!(#output),
+        };
+        quote! {
+            #text
+            fn #method(
+                &self,
+                ctx: ::alknet::Context,
+                input: #input,
+            ) -> impl ::std::future::Future<Output = ::std::result::Result<#answer, ::alknet::OpError<#error>>> + ::std::marker::Send;
+        }
+    });
+    let text = doc(&format!(
+        "The `{}` service: implement one method per operation, then serve it with [`register`].\n\n{}",
+        service.name, service.description
+    ));
+    quote! {
+        #text
+        pub trait #name: ::std::marker::Send + ::std::marker::Sync + 'static {
+            #(#methods)*
+        }
+    }
+}
+
+fn register_fn(service: &Service, ops: &[OpCode]) -> TokenStream {
+    let name = trait_name(service);
+    let registrations = ops.iter().map(|op| {
+        let OpCode { method, input, marker, spec, .. } = op;
+        let handler = match spec.op_type {
+            OpType::Subscription => quote! {
+                ::alknet::Handler::typed_subscription(move |ctx: ::alknet::Context, input: #input| {
+                    let service = ::std::sync::Arc::clone(&service);
+                    async move {
+                        let items = service.#method(ctx, input).await.map_err(|e| e.to_call_error())?;
+                        ::std::result::Result::Ok(::alknet::typed::__private::op_error_stream(items))
+                    }
+                })
+            },
+            _ => quote! {
+                ::alknet::Handler::typed_unary(move |ctx: ::alknet::Context, input: #input| {
+                    let service = ::std::sync::Arc::clone(&service);
+                    async move { service.#method(ctx, input).await.map_err(|e| e.to_call_error()) }
+                })
+            },
+        };
+        quote! {
+            {
+                let service = ::std::sync::Arc::clone(&service);
+                registry.register_handler(<#marker as ::alknet::Operation>::spec(), #handler)?;
+            }
+        }
+    });
+    quote! {
+        /// Registers every operation of the service, served by `service`.
+        pub fn register<S: #name>(
+            registry: &mut ::alknet::Registry,
+            service: ::std::sync::Arc<S>,
+        ) -> ::std::result::Result<(), ::alknet::RegistryError> {
+            #(#registrations)*
+            let _ = service;
+            ::std::result::Result::Ok(())
+        }
+    }
+}
+
+fn client(service: &Service, ops: &[OpCode]) -> TokenStream {
+    let name = format_ident!("{}Client", service.name.to_upper_camel_case());
+    let methods = ops
+        .iter()
+        .filter(|op| op.spec.visibility == Visibility::External)
+        .map(|op| {
+            let OpCode { method, input, output, error, marker, spec } = op;
+            let text = doc(&format!("`{}`: {}", spec.name, spec.description));
+            match spec.op_type {
+                OpType::Subscription => quote! {
+                    #text
+                    pub async fn #method(
+                        &self,
+                        input: &#input,
+                    ) -> ::std::result::Result<::alknet::TypedSubscription<#marker>, ::alknet::OpError<#error>> {
+                        self.conn.subscribe::<#marker>(input).await
+                    }
+                },
+                _ => quote! {
+                    #text
+                    pub async fn #method(
+                        &self,
+                        input: &#input,
+                    ) -> ::std::result::Result<#output, ::alknet::OpError<#error>> {
+                        self.conn.call::<#marker>(input).await
+                    }
+                },
+            }
+        });
+    let text = doc(&format!(
+        "A typed client of the `{}` service over an alknet connection.",
+        service.name
+    ));
+    quote! {
+        #text
+        #[derive(Clone)]
+        pub struct #name {
+            conn: ::alknet::Connection,
+        }
+
+        impl #name {
+            /// A client calling over `conn`.
+            pub fn new(conn: ::alknet::Connection) -> Self {
+                Self { conn }
+            }
+
+            /// The connection underneath.
+            pub fn connection(&self) -> &::alknet::Connection {
+                &self.conn
+            }
+
+            #(#methods)*
+        }
+    }
+}
