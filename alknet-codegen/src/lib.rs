@@ -137,7 +137,7 @@ impl Builder {
         };
         let mut written = Vec::new();
         for path in &self.services {
-            if std::env::var_os("CARGO").is_some() {
+            if std::env::var_os("OUT_DIR").is_some() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
             let service = load(path)?;

@@ -197,3 +197,110 @@ fn generated_openapi_passes_the_external_validators() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn golden_rust_and_determinism() {
+    let path = root().join("schemas/bank.json");
+    let service = load(&path).unwrap();
+    let first = alknet_codegen::rust_source(&service, &path).unwrap();
+    let second = alknet_codegen::rust_source(&load(&path).unwrap(), &path).unwrap();
+    assert_eq!(first, second, "the same input gives the same bytes");
+    golden("bank.rs", &first);
+    for needle in [
+        "pub trait BankService",
+        "pub fn register<S: BankService>",
+        "pub struct BankClient",
+        "pub enum DepositError",
+        "pub struct DepositOp",
+        "fn audit_rebuild(",
+    ] {
+        assert!(first.contains(needle), "missing {needle}");
+    }
+    assert!(
+        !first.contains("pub async fn audit_rebuild"),
+        "internal operations get no client method"
+    );
+}
+
+#[test]
+fn what_typify_cannot_handle_is_an_error_naming_the_file_and_pointer() {
+    // A bundle (not checked like a service file) whose output refers to a missing definition.
+    let bundle = serde_json::json!({"alknet": 1, "operations": [{
+        "name": "odd/get", "op_type": "query",
+        "output_schema": {"type": "object", "properties": {"x": {"$ref": "#/$defs/Nowhere"}}}
+    }]});
+    let dir = std::env::temp_dir().join(format!("alknet-typify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("odd.json");
+    std::fs::write(&path, bundle.to_string()).unwrap();
+    let service = load(&path).unwrap();
+    let error = alknet_codegen::rust_source(&service, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("odd.json") && error.contains("/operations/0/output_schema"),
+        "{error}"
+    );
+
+    let unsupported = serde_json::json!({"alknet": 1, "operations": [{
+        "name": "odd/get", "op_type": "query",
+        "input_schema": {"type": "object", "unevaluatedProperties": false}
+    }]});
+    std::fs::write(&path, unsupported.to_string()).unwrap();
+    let error = alknet_codegen::rust_source(&load(&path).unwrap(), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/operations/0/input_schema/unevaluatedProperties"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_cli_writes_and_checks_generated_files() {
+    let cli = env!("CARGO_BIN_EXE_alknet-codegen");
+    let dir = std::env::temp_dir().join(format!("alknet-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let service = root().join("schemas/bank.json");
+    for (command, file) in [
+        ("rust", "bank.rs"),
+        ("openapi", "bank.openapi.json"),
+        ("mcp", "bank.mcp.json"),
+    ] {
+        let out = dir.join(file);
+        let run = |extra: &[&str]| {
+            Command::new(cli)
+                .arg(command)
+                .arg(&service)
+                .arg("-o")
+                .arg(&out)
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        assert!(run(&[]).status.success(), "{command}");
+        assert!(
+            run(&["--check"]).status.success(),
+            "{command}: fresh file passes --check"
+        );
+        std::fs::write(&out, "stale").unwrap();
+        let stale = run(&["--check"]);
+        assert!(
+            !stale.status.success(),
+            "{command}: a stale file fails --check"
+        );
+        assert!(String::from_utf8_lossy(&stale.stderr).contains("stale"));
+    }
+    let bad = Command::new(cli)
+        .args(["rust"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad/bad_ref.json"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("bad_ref.json: at `/operations/get/input/properties/x/$ref`")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
