@@ -39,6 +39,8 @@
 //!   and what they may call (design §5).
 //! - [`connection`]: the symmetric [`Connection`], calls, subscriptions, aborts.
 //! - [`quic`]: [`Server`] and [`Client`] endpoints; [`tls`]: certificates and fingerprints.
+//! - The HTTP gateway (feature `http`, on by default): [`Server::serve_http`] serves POST, SSE
+//!   and WebSocket routes and `/openapi.json` over the same dispatch (design §7).
 //! - [`config`]: [`ProtocolConfig`], the protocol tunables.
 //! - [`demo`]: the demo service behind `alknet serve --demo`.
 //!
@@ -54,6 +56,8 @@ pub mod discovery;
 mod dispatch;
 pub mod env;
 pub mod error;
+#[cfg(feature = "http")]
+mod http;
 pub mod identity;
 pub mod quic;
 pub mod registry;

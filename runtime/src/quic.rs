@@ -151,6 +151,28 @@ impl Server {
         self.fingerprint
     }
 
+    /// Serves the HTTP gateway (design §7) on `addr` (port 0 picks a free port) with this
+    /// server's registry, identities, deadlines and shutdown; returns the bound address.
+    #[cfg(feature = "http")]
+    pub async fn serve_http(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
+        let listener = crate::http::bind(addr)
+            .await
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        let router = crate::http::router(
+            Arc::clone(&self.shared),
+            self.shared.config.max_frame_len as usize,
+        );
+        tokio::spawn(crate::http::serve(
+            listener,
+            router,
+            self.shared.shutdown.clone(),
+        ));
+        Ok(bound)
+    }
+
     /// The connections currently open. Each can call operations its client registered.
     pub fn connections(&self) -> Vec<Connection> {
         self.connections

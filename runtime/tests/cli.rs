@@ -161,6 +161,45 @@ fn serve_call_subscribe_and_stop() {
 }
 
 #[test]
+fn serve_with_the_http_gateway() {
+    use std::io::{Read, Write as _};
+    let mut child = Command::new(ALKNET)
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("http="))
+        .expect("the ready line names the HTTP address")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&http).unwrap();
+    let body = r#"{"operation": "demo/add", "input": {"a": 1, "b": 2}}"#;
+    write!(stream, "POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"sum":3}"#), "{answer}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn trust_must_be_explicit_and_pins_are_checked() {
     let node = Node::start(&[]);
     let out = Command::new(ALKNET)

@@ -128,6 +128,9 @@ struct ServeArgs {
     /// ids, scopes and resources. Without it every caller is anonymous.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Also serve the HTTP gateway (POST, SSE, WebSocket, /openapi.json) on this TCP address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -344,11 +347,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         options.identities = Some(std::sync::Arc::new(identities));
     }
     let server = Server::bind(node_registry(args.demo), options)?;
+    let http = match args.http {
+        Some(addr) => format!(" http={}", server.serve_http(addr).await?),
+        None => String::new(),
+    };
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
             stdout,
-            "alknet listening quic={} fingerprint={}",
+            "alknet listening quic={}{http} fingerprint={}",
             server.local_addr(),
             server.fingerprint()
         )?;

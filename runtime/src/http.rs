@@ -1,0 +1,672 @@
+//! The HTTP gateway (design §7): axum routes over the same registry, identities and dispatch as
+//! the QUIC transport.
+//!
+//! | route | |
+//! |---|---|
+//! | `POST /call` `{"operation", "input"}` | one query/mutation |
+//! | `POST /batch` `[{"operation", "input"}, …]` | answers in order, `{"output"}` or `{"error"}` each |
+//! | `POST /subscribe`, `GET /subscribe?operation=…&input=…` | Server-Sent Events |
+//! | `POST /ops/{name}` | typed route: body = input; SSE for subscriptions |
+//! | `GET /search?q=`, `GET /schema?name=` | discovery |
+//! | `GET /openapi.json` | the OpenAPI 3.1 projection of the registry |
+//! | `GET /alknet/call` | WebSocket: the call protocol, one binary message per envelope |
+//! | `GET /healthz` | `ok` |
+//!
+//! Every error answer is a JSON `call.error`, with the status of design §7: `NOT_FOUND` 404,
+//! `FORBIDDEN` 401 without an identity and 403 with one, `INVALID_INPUT` 422 (400 for a body that
+//! is not JSON), `INVALID_OPERATION_TYPE` 400, `TIMEOUT` 504, `INTERNAL` 500, a declared domain
+//! code its `http_status` (else 500); 405 (with `Allow`), 413 and unknown routes are JSON too.
+//! A client that goes away drops the handler: that is the cancellation.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alknet_spec::openapi::{OpenApiInfo, openapi_document};
+use alknet_spec::{OperationName, ProtocolCode, Visibility};
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::future::join_all;
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::NodeShared;
+use crate::dispatch::{self, Answer, GuardedStream, Request};
+use crate::error::CallError;
+use crate::identity::Identity;
+use crate::wire::{Event, Message};
+
+/// Largest number of calls in one `/batch`.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Clone)]
+struct Gateway {
+    shared: Arc<NodeShared>,
+    openapi: Arc<Value>,
+}
+
+/// Who is calling over HTTP, from `Authorization: Bearer <token>`.
+struct Caller {
+    identity: Option<Arc<Identity>>,
+}
+
+impl Caller {
+    fn from_headers(gateway: &Gateway, headers: &HeaderMap) -> Caller {
+        let identity = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .and_then(|token| gateway.shared.identities.as_ref()?.by_token(token.trim()))
+            .map(Arc::new);
+        Caller { identity }
+    }
+}
+
+/// A `call.error` as an HTTP response.
+struct ErrorResponse {
+    error: CallError,
+    status: StatusCode,
+}
+
+impl IntoResponse for ErrorResponse {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(&self.error)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl Gateway {
+    /// The HTTP status of `error`, answered for `operation` to `caller`.
+    fn status(&self, error: &CallError, operation: Option<&str>, caller: &Caller) -> StatusCode {
+        let code = match error.code.parse::<ProtocolCode>() {
+            Ok(ProtocolCode::Forbidden) if caller.identity.is_none() => 401,
+            Ok(code) => alknet_spec::openapi::protocol_status(code.as_str()),
+            Err(_) => operation
+                .and_then(|op| OperationName::parse_wire(op).ok())
+                .and_then(|name| self.shared.registry.get(name.as_str()).cloned())
+                .and_then(|op| {
+                    op.spec()
+                        .declared_error(&error.code)
+                        .and_then(|e| e.http_status)
+                })
+                .unwrap_or(500),
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error(&self, error: CallError, operation: Option<&str>, caller: &Caller) -> Response {
+        let status = self.status(&error, operation, caller);
+        ErrorResponse { error, status }.into_response()
+    }
+
+    fn request(
+        &self,
+        operation: &str,
+        input: Value,
+        caller: &Caller,
+        cancel: &CancellationToken,
+        expect_stream: Option<bool>,
+    ) -> Request {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Request {
+            id: format!("http-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            parent_id: None,
+            operation_id: operation.to_owned(),
+            input,
+            timeout_ms: None,
+            deadline: None,
+            expect_stream,
+            identity: caller.identity.clone(),
+            peer: None,
+            cancel: cancel.clone(),
+            internal: false,
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        operation: &str,
+        input: Value,
+        caller: &Caller,
+        cancel: &CancellationToken,
+        expect_stream: Option<bool>,
+    ) -> Answer {
+        dispatch::dispatch(
+            Arc::clone(&self.shared.registry),
+            self.shared.config.default_timeout,
+            self.request(operation, input, caller, cancel, expect_stream),
+        )
+        .await
+    }
+
+    /// One query/mutation: the output, or the error with its status.
+    async fn unary(
+        &self,
+        operation: &str,
+        input: Value,
+        caller: &Caller,
+    ) -> Result<Value, Response> {
+        let cancel = CancellationToken::new();
+        // Dropped with this future when the client goes away: the handler's signal fires.
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        match self
+            .dispatch(operation, input, caller, &cancel, Some(false))
+            .await
+        {
+            Answer::Unary(Ok(output)) => Ok(output),
+            Answer::Unary(Err(error)) => Err(self.error(error, Some(operation), caller)),
+            Answer::Stream(_) => Err(self.error(
+                CallError::invalid_operation_type("a subscription"),
+                Some(operation),
+                caller,
+            )),
+        }
+    }
+
+    /// A subscription as Server-Sent Events, or the error that stopped it from starting.
+    async fn subscription(&self, operation: &str, input: Value, caller: &Caller) -> Response {
+        let cancel = CancellationToken::new();
+        match self
+            .dispatch(operation, input, caller, &cancel, Some(true))
+            .await
+        {
+            Answer::Stream(items) => sse(items, cancel).into_response(),
+            Answer::Unary(Err(error)) => self.error(error, Some(operation), caller),
+            Answer::Unary(Ok(_)) => self.error(
+                CallError::internal("expected a stream"),
+                Some(operation),
+                caller,
+            ),
+        }
+    }
+}
+
+/// Items as `data:` events with increasing `id:`s; an error as `event: error`, which ends it.
+fn sse(
+    items: GuardedStream,
+    cancel: CancellationToken,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let guard = cancel.drop_guard();
+    let mut n = 0u64;
+    let events = items.map(move |item| {
+        let _ = &guard; // the body owns the guard: a closed connection cancels the subscription
+        n += 1;
+        Ok(match item {
+            Ok(output) => SseEvent::default()
+                .id(n.to_string())
+                .data(output.to_string()),
+            Err(error) => SseEvent::default()
+                .event("error")
+                .data(serde_json::to_string(&error).expect("errors serialize")),
+        })
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+fn invalid_json(problem: impl std::fmt::Display) -> ErrorResponse {
+    ErrorResponse {
+        error: CallError::invalid_input(format!("the body is not JSON: {problem}"), ""),
+        status: StatusCode::BAD_REQUEST,
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ErrorResponse> {
+    serde_json::from_slice(body).map_err(invalid_json)
+}
+
+#[derive(Deserialize)]
+struct CallBody {
+    operation: String,
+    /// Absent means the empty object, as on the command line.
+    #[serde(default = "empty_object")]
+    input: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn parse_call(body: &Bytes) -> Result<CallBody, ErrorResponse> {
+    let value: Value = parse_json(body)?;
+    serde_json::from_value(value).map_err(|e| ErrorResponse {
+        error: CallError::invalid_input(
+            format!("expected {{\"operation\": \"svc/op\", \"input\": …}}: {e}"),
+            "",
+        ),
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    })
+}
+
+async fn call(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let request = match parse_call(&body) {
+        Ok(request) => request,
+        Err(response) => return response.into_response(),
+    };
+    match gateway
+        .unary(&request.operation, request.input, &caller)
+        .await
+    {
+        Ok(output) => Json(output).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn batch(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let calls: Vec<Value> = match parse_json(&body) {
+        Ok(calls) => calls,
+        Err(response) => return response.into_response(),
+    };
+    if calls.len() > MAX_BATCH {
+        return ErrorResponse {
+            error: CallError::invalid_input(format!("a batch holds at most {MAX_BATCH} calls"), ""),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+        }
+        .into_response();
+    }
+    let answers = join_all(calls.into_iter().enumerate().map(|(i, call)| {
+        let gateway = &gateway;
+        let caller = &caller;
+        async move {
+            let call: CallBody = match serde_json::from_value(call) {
+                Ok(call) => call,
+                Err(e) => {
+                    let error = CallError::invalid_input(format!("call {i}: {e}"), format!("/{i}"));
+                    return json!({"error": error});
+                }
+            };
+            let cancel = CancellationToken::new();
+            let _cancel_on_drop = cancel.clone().drop_guard();
+            match gateway
+                .dispatch(&call.operation, call.input, caller, &cancel, Some(false))
+                .await
+            {
+                Answer::Unary(Ok(output)) => json!({"output": output}),
+                Answer::Unary(Err(error)) => json!({"error": error}),
+                Answer::Stream(_) => {
+                    json!({"error": CallError::invalid_operation_type("a subscription")})
+                }
+            }
+        }
+    }))
+    .await;
+    Json(answers).into_response()
+}
+
+async fn subscribe_post(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    match parse_call(&body) {
+        Ok(request) => {
+            gateway
+                .subscription(&request.operation, request.input, &caller)
+                .await
+        }
+        Err(response) => response.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SubscribeQuery {
+    operation: Option<String>,
+    input: Option<String>,
+}
+
+async fn subscribe_get(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Query(query): Query<SubscribeQuery>,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let Some(operation) = query.operation else {
+        return ErrorResponse {
+            error: CallError::invalid_input("missing the `operation` query parameter", ""),
+            status: StatusCode::BAD_REQUEST,
+        }
+        .into_response();
+    };
+    let input = match query.input.as_deref() {
+        None | Some("") => json!({}),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(input) => input,
+            Err(e) => return invalid_json(format!("the `input` parameter: {e}")).into_response(),
+        },
+    };
+    gateway.subscription(&operation, input, &caller).await
+}
+
+async fn typed_route(
+    State(gateway): State<Gateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match parse_json(&body) {
+            Ok(input) => input,
+            Err(response) => return response.into_response(),
+        }
+    };
+    let is_subscription = gateway.shared.registry.get(&name).is_some_and(|op| {
+        op.spec().visibility == Visibility::External && !op.spec().op_type.is_unary()
+    });
+    if is_subscription {
+        return gateway.subscription(&name, input, &caller).await;
+    }
+    match gateway.unary(&name, input, &caller).await {
+        Ok(output) => Json(output).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+async fn search(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Query(query): Query<SearchQuery>,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let input = match query.q {
+        Some(q) => json!({"q": q}),
+        None => json!({}),
+    };
+    match gateway.unary(crate::discovery::LIST, input, &caller).await {
+        Ok(output) => Json(output).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct SchemaQuery {
+    name: Option<String>,
+}
+
+async fn schema(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    Query(query): Query<SchemaQuery>,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    let Some(name) = query.name else {
+        return ErrorResponse {
+            error: CallError::invalid_input("missing the `name` query parameter", ""),
+            status: StatusCode::BAD_REQUEST,
+        }
+        .into_response();
+    };
+    match gateway
+        .unary(crate::discovery::SCHEMA, json!({"name": name}), &caller)
+        .await
+    {
+        Ok(output) => Json(output).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn openapi_route(State(gateway): State<Gateway>) -> Response {
+    Json(gateway.openapi.as_ref().clone()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found(request: HttpRequest) -> Response {
+    ErrorResponse {
+        error: CallError::not_found(format!(
+            "no route {} {}",
+            request.method(),
+            request.uri().path()
+        )),
+        status: StatusCode::NOT_FOUND,
+    }
+    .into_response()
+}
+
+/// Gives axum's own bodiless answers (405 with `Allow`, 413, 415, …) the JSON error body every
+/// other answer has, keeping their status and headers.
+async fn json_errors(request: HttpRequest, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "NOT_FOUND",
+            "method not allowed on this route; see the Allow header".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "INVALID_INPUT",
+            "the body is larger than the gateway accepts".to_owned(),
+        ),
+        other => ("INVALID_INPUT", format!("rejected: {other}")),
+    };
+    let body = serde_json::to_vec(&CallError::protocol(
+        code.parse().expect("a protocol code"),
+        message,
+    ))
+    .expect("errors serialize");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn websocket(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let caller = Caller::from_headers(&gateway, &headers);
+    upgrade
+        .max_message_size(gateway.shared.config.max_frame_len as usize)
+        .on_upgrade(move |socket| ws_session(gateway, caller, socket))
+}
+
+/// Close code for a protocol violation (a text message, a message that is not an envelope).
+const WS_PROTOCOL_ERROR: u16 = 1002;
+
+/// The call protocol over a WebSocket: one binary message per envelope, answers by id, aborts.
+async fn ws_session(gateway: Gateway, caller: Caller, socket: WebSocket) {
+    let (mut sink, mut incoming) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<WsMessage>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            let closing = matches!(message, WsMessage::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let running: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> =
+        Arc::default();
+    let session = CancellationToken::new();
+    let caller = Arc::new(caller);
+    let close = |reason: String| {
+        WsMessage::Close(Some(CloseFrame {
+            code: WS_PROTOCOL_ERROR,
+            reason: reason.into(),
+        }))
+    };
+    while let Some(Ok(message)) = incoming.next().await {
+        let bytes = match message {
+            WsMessage::Binary(bytes) => bytes,
+            WsMessage::Text(_) => {
+                let _ = tx.send(close("text messages are not part of the protocol: send one envelope per binary message".into())).await;
+                break;
+            }
+            WsMessage::Close(_) => break,
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+        };
+        let Message { id, event } = match Message::decode(&bytes) {
+            Ok(message) => message,
+            Err(crate::wire::DecodeError::BadPayload { id, reason, .. }) => {
+                let error = CallError::invalid_input(format!("malformed payload: {reason}"), "");
+                let _ = tx
+                    .send(WsMessage::Binary(
+                        Message::new(id, Event::Error(error)).to_json_bytes().into(),
+                    ))
+                    .await;
+                continue;
+            }
+            Err(crate::wire::DecodeError::UnknownType { .. }) => continue,
+            Err(error) => {
+                let _ = tx.send(close(format!("not an envelope: {error}"))).await;
+                break;
+            }
+        };
+        match event {
+            Event::Requested(request) => {
+                let cancel = session.child_token();
+                running
+                    .lock()
+                    .expect("running lock")
+                    .insert(id.clone(), cancel.clone());
+                let gateway = gateway.clone();
+                let caller = Arc::clone(&caller);
+                let tx = tx.clone();
+                let running = Arc::clone(&running);
+                tokio::spawn(async move {
+                    let identity = request
+                        .auth_token
+                        .as_deref()
+                        .and_then(|t| gateway.shared.identities.as_ref()?.by_token(t))
+                        .map(Arc::new)
+                        .or_else(|| caller.identity.clone());
+                    let mut req = gateway.request(
+                        &request.operation_id,
+                        request.input,
+                        &Caller { identity },
+                        &cancel,
+                        request.stream,
+                    );
+                    req.id = id.clone();
+                    req.timeout_ms = request.timeout_ms;
+                    let work = dispatch::dispatch(
+                        Arc::clone(&gateway.shared.registry),
+                        gateway.shared.config.default_timeout,
+                        req,
+                    );
+                    let send = |event: Event| {
+                        let tx = tx.clone();
+                        let message = Message::new(id.clone(), event);
+                        async move {
+                            tx.send(WsMessage::Binary(message.to_json_bytes().into()))
+                                .await
+                                .is_ok()
+                        }
+                    };
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = async {
+                            match work.await {
+                                Answer::Unary(Ok(output)) => { send(Event::Responded(output)).await; }
+                                Answer::Unary(Err(error)) => { send(Event::Error(error)).await; }
+                                Answer::Stream(mut items) => {
+                                    loop {
+                                        match items.next().await {
+                                            Some(Ok(output)) => if !send(Event::Responded(output)).await { break },
+                                            Some(Err(error)) => { send(Event::Error(error)).await; break }
+                                            None => { send(Event::Completed).await; break }
+                                        }
+                                    }
+                                }
+                            }
+                        } => {}
+                    }
+                    running.lock().expect("running lock").remove(&id);
+                });
+            }
+            Event::Aborted => {
+                if let Some(cancel) = running.lock().expect("running lock").remove(&id) {
+                    cancel.cancel();
+                }
+            }
+            // Calls from the server to a WebSocket peer are not made: answers are ignored.
+            Event::Responded(_) | Event::Completed | Event::Error(_) => {}
+        }
+    }
+    session.cancel();
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// The gateway's routes over `shared`.
+pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize) -> Router {
+    let info = OpenApiInfo {
+        title: "alknet node".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "The operations of this node, over the alknet HTTP gateway.".into(),
+    };
+    let openapi = Arc::new(openapi_document(&shared.registry.spec_bundle(), &info));
+    let gateway = Gateway { shared, openapi };
+    Router::new()
+        .route("/call", post(call))
+        .route("/batch", post(batch))
+        .route("/subscribe", post(subscribe_post).get(subscribe_get))
+        .route("/ops/{*name}", post(typed_route))
+        .route("/search", get(search))
+        .route("/schema", get(schema))
+        .route("/openapi.json", get(openapi_route))
+        .route("/alknet/call", get(websocket))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_errors))
+        .with_state(gateway)
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let _ = axum::serve(listener, router.into_make_service())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+}
+
+/// Binds the gateway's TCP listener.
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

@@ -1,0 +1,502 @@
+//! The HTTP gateway against a real axum server on loopback: every route, the status mapping,
+//! SSE, cancellation on disconnect, WebSocket sessions, and bad input.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet::wire::{CallRequested, Event, Message};
+use alknet::{ConfigIdentities, Identity, Server, ServerOptions};
+use common::{DropProbe, Probes, test_registry};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const LONG: Duration = Duration::from_secs(5);
+
+struct Gateway {
+    _server: Server,
+    base: String,
+    ws: String,
+    probes: Probes,
+    http: reqwest::Client,
+}
+
+async fn start() -> Gateway {
+    let probes = Probes {
+        slow: DropProbe::new(),
+        forever: DropProbe::new(),
+    };
+    let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
+    options.identities = Some(Arc::new(
+        ConfigIdentities::default()
+            .with_token("alk_admin", Identity::new("admin", ["admin"]))
+            .with_token("alk_user", Identity::new("user", ["user"])),
+    ));
+    options.protocol.max_frame_len = 64 * 1024;
+    let server = Server::bind(test_registry(&probes), options).unwrap();
+    let addr = server
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    Gateway {
+        _server: server,
+        base: format!("http://{addr}"),
+        ws: format!("ws://{addr}/alknet/call"),
+        probes,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Gateway {
+    async fn post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{path}: every answer is JSON: {text}"
+        );
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    async fn call(&self, operation: &str, input: Value, token: Option<&str>) -> (u16, Value) {
+        self.post(
+            "/call",
+            json!({"operation": operation, "input": input}).to_string(),
+            token,
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_and_the_status_mapping() {
+    let gw = start().await;
+    assert_eq!(
+        gw.call("demo/add", json!({"a": 1, "b": 2}), None).await,
+        (200, json!({"sum": 3}))
+    );
+    let cases: Vec<(&str, Value, Option<&str>, u16, &str)> = vec![
+        ("nope/nothing", json!({}), None, 404, "NOT_FOUND"),
+        ("demo/secret", json!({}), None, 404, "NOT_FOUND"),
+        (
+            "demo/add",
+            json!({"a": "x", "b": 1}),
+            None,
+            422,
+            "INVALID_INPUT",
+        ),
+        (
+            "demo/ticks",
+            json!({"count": 1}),
+            None,
+            400,
+            "INVALID_OPERATION_TYPE",
+        ),
+        ("demo/admin", json!({}), None, 401, "FORBIDDEN"),
+        ("demo/admin", json!({}), Some("alk_wrong"), 401, "FORBIDDEN"),
+        ("demo/admin", json!({}), Some("alk_user"), 403, "FORBIDDEN"),
+        ("demo/fail", json!({}), None, 409, "DEMO_FAILED"),
+        ("test/undeclared", json!({}), None, 500, "INTERNAL"),
+        ("test/panic", json!({}), None, 500, "INTERNAL"),
+    ];
+    for (op, input, token, status, code) in cases {
+        let (got, body) = gw.call(op, input, token).await;
+        assert_eq!(
+            (got, body["code"].as_str().unwrap()),
+            (status, code),
+            "{op} {token:?}: {body}"
+        );
+    }
+    let (status, body) = gw.call("demo/add", json!({"a": "x", "b": 1}), None).await;
+    assert_eq!((status, &body["details"]), (422, &json!({"pointer": "/a"})));
+    assert_eq!(
+        gw.call("demo/admin", json!({}), Some("alk_admin")).await,
+        (200, json!({"ok": true, "by": "admin"}))
+    );
+    // Not JSON is 400; a JSON body of the wrong shape is 422.
+    let (status, body) = gw.post("/call", "not json", None).await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (400, "INVALID_INPUT")
+    );
+    let (status, _) = gw.post("/call", r#"{"input": 1}"#, None).await;
+    assert_eq!(status, 422);
+    // The typed per-operation route.
+    assert_eq!(
+        gw.post("/ops/demo/add", r#"{"a": 2, "b": 3}"#, None).await,
+        (200, json!({"sum": 5}))
+    );
+    assert_eq!(gw.post("/ops/demo/secret", "{}", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_json_errors_and_the_server_keeps_serving() {
+    let gw = start().await;
+    // Oversized bodies: 413, JSON.
+    let (status, body) = gw.post("/call", vec![b' '; 200 * 1024], None).await;
+    assert_eq!(
+        (status, body["code"].as_str().unwrap()),
+        (413, "INVALID_INPUT")
+    );
+    // Wrong methods: 405 with Allow, JSON.
+    let response = gw
+        .http
+        .get(format!("{}/call", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    // Unknown routes: 404, JSON.
+    let response = gw
+        .http
+        .get(format!("{}/nope", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "NOT_FOUND");
+    // Nothing about internal operations leaks through discovery.
+    let listed: Value = gw
+        .http
+        .get(format!("{}/search", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"demo/add") && !names.contains(&"demo/secret"),
+        "{names:?}"
+    );
+    let schema = gw
+        .http
+        .get(format!("{}/schema?name=demo/secret", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schema.status().as_u16(), 404);
+    assert_eq!(
+        gw.call("demo/add", json!({"a": 1, "b": 1}), None).await.0,
+        200
+    );
+    assert_eq!(
+        gw.http
+            .get(format!("{}/healthz", gw.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_in_order() {
+    let gw = start().await;
+    let calls = json!([
+        {"operation": "demo/add", "input": {"a": 1, "b": 1}},
+        {"operation": "demo/secret"},
+        {"operation": "demo/fail", "input": {"reason": "r"}},
+        {"bad": true},
+        {"operation": "demo/echo", "input": [1, 2]}
+    ]);
+    let (status, answers) = gw.post("/batch", calls.to_string(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(answers[0], json!({"output": {"sum": 2}}));
+    assert_eq!(answers[1]["error"]["code"], "NOT_FOUND");
+    assert_eq!(answers[2]["error"]["code"], "DEMO_FAILED");
+    assert_eq!(answers[3]["error"]["code"], "INVALID_INPUT");
+    assert_eq!(answers[4], json!({"output": [1, 2]}));
+}
+
+/// The events of an SSE body: (event name, id, data).
+fn sse_events(text: &str) -> Vec<(String, Option<String>, Value)> {
+    text.split("\n\n")
+        .filter(|block| block.lines().any(|l| l.starts_with("data:")))
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_owned()))
+            };
+            (
+                field("event:").unwrap_or_else(|| "message".into()),
+                field("id:"),
+                serde_json::from_str(&field("data:").unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_as_server_sent_events() {
+    let gw = start().await;
+    let body = json!({"operation": "demo/ticks", "input": {"count": 3}}).to_string();
+    let response = gw
+        .http
+        .post(format!("{}/subscribe", gw.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let events = sse_events(&response.text().await.unwrap());
+    assert_eq!(
+        events,
+        (1..=3)
+            .map(|n| ("message".to_owned(), Some(n.to_string()), json!({"n": n})))
+            .collect::<Vec<_>>()
+    );
+    // GET, for EventSource.
+    let response = gw
+        .http
+        .get(format!(
+            "{}/subscribe?operation=demo/ticks&input=%7B%22count%22%3A2%7D",
+            gw.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 2);
+    // The typed route of a subscription answers SSE too.
+    let response = gw
+        .http
+        .post(format!("{}/ops/demo/ticks", gw.base))
+        .body(r#"{"count": 4}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 4);
+    // An error mid-stream is `event: error` and ends the stream.
+    let body = json!({"operation": "test/fail_stream", "input": {}}).to_string();
+    let text = gw
+        .http
+        .post(format!("{}/subscribe", gw.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].0, "error");
+    assert_eq!(events[2].2["code"], "STREAM_BROKE");
+    // Failing to start is a plain error answer.
+    let body = json!({"operation": "demo/add", "input": {"a": 1, "b": 1}}).to_string();
+    let (status, error) = gw.post("/subscribe", body, None).await;
+    assert_eq!(
+        (status, error["code"].as_str().unwrap()),
+        (400, "INVALID_OPERATION_TYPE")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_cancels_the_handler() {
+    let gw = start().await;
+    // An SSE subscription: read one event, then drop the response (close the connection).
+    let body = json!({"operation": "test/forever", "input": {}}).to_string();
+    let response = gw
+        .http
+        .post(format!("{}/subscribe", gw.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    assert!(chunks.next().await.unwrap().unwrap().starts_with(b"id: 1"));
+    drop(chunks);
+    assert!(
+        gw.probes.forever.wait_for(1, LONG).await,
+        "the subscription stopped"
+    );
+    // A slow call whose client gives up.
+    let slow = gw
+        .http
+        .post(format!("{}/call", gw.base))
+        .body(json!({"operation": "test/slow", "input": {"ms": 30_000}}).to_string())
+        .send();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), slow)
+            .await
+            .is_err()
+    );
+    assert!(
+        gw.probes.slow.wait_for(1, LONG).await,
+        "the handler was dropped"
+    );
+}
+
+fn envelope(message: &Message) -> WsMessage {
+    WsMessage::Binary(message.to_json_bytes().into())
+}
+
+fn requested(id: &str, op: &str, input: Value) -> Message {
+    Message::new(
+        id,
+        Event::Requested(CallRequested {
+            operation_id: op.into(),
+            input,
+            auth_token: None,
+            timeout_ms: None,
+            stream: None,
+        }),
+    )
+}
+
+async fn next_message(
+    ws: &mut (impl StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Message {
+    loop {
+        match tokio::time::timeout(LONG, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            WsMessage::Binary(bytes) => return Message::decode(&bytes).unwrap(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_speak_the_call_protocol() {
+    let gw = start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&gw.ws).await.unwrap();
+    ws.send(envelope(&requested(
+        "1",
+        "/demo/add",
+        json!({"a": 2, "b": 2}),
+    )))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::new("1", Event::Responded(json!({"sum": 4})))
+    );
+    ws.send(envelope(&requested(
+        "2",
+        "/demo/ticks",
+        json!({"count": 2}),
+    )))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::new("2", Event::Responded(json!({"n": 1})))
+    );
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::new("2", Event::Responded(json!({"n": 2})))
+    );
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::new("2", Event::Completed)
+    );
+    ws.send(envelope(&requested("3", "/demo/secret", json!({}))))
+        .await
+        .unwrap();
+    let Event::Error(error) = next_message(&mut ws).await.event else {
+        panic!()
+    };
+    assert_eq!(error.code, "NOT_FOUND");
+    // Abort drops the handler.
+    ws.send(envelope(&requested(
+        "4",
+        "/test/slow",
+        json!({"ms": 30_000}),
+    )))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ws.send(envelope(&Message::new("4", Event::Aborted)))
+        .await
+        .unwrap();
+    assert!(gw.probes.slow.wait_for(1, LONG).await);
+    // A token in the request authenticates it.
+    let mut admin = requested("5", "/demo/whoami", json!({}));
+    if let Event::Requested(r) = &mut admin.event {
+        r.auth_token = Some("alk_admin".into());
+    }
+    ws.send(envelope(&admin)).await.unwrap();
+    assert_eq!(
+        next_message(&mut ws).await.event,
+        Event::Responded(json!({"id": "admin", "scopes": ["admin"]}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_garbage_closes_with_a_protocol_error() {
+    let gw = start().await;
+    for garbage in [
+        WsMessage::Text("hello".into()),
+        WsMessage::Binary(b"not json".to_vec().into()),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&gw.ws).await.unwrap();
+        ws.send(garbage.clone()).await.unwrap();
+        let closed = loop {
+            match tokio::time::timeout(LONG, ws.next()).await.unwrap() {
+                Some(Ok(WsMessage::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("{garbage:?}: {other:?}"),
+            }
+        };
+        let frame = closed.expect("a close frame");
+        assert_eq!(u16::from(frame.code), 1002, "{garbage:?}");
+        assert!(!frame.reason.is_empty());
+    }
+    // The gateway still serves.
+    assert_eq!(
+        gw.call("demo/add", json!({"a": 1, "b": 1}), None).await.0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_is_served_from_the_registry() {
+    let gw = start().await;
+    let doc: Value = gw
+        .http
+        .get(format!("{}/openapi.json", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/ops/demo/add"]["post"].is_object());
+    assert!(doc["paths"].get("/ops/demo/secret").is_none());
+    assert!(doc["paths"]["/call"].is_object());
+}
