@@ -50,6 +50,29 @@ fn request(id: u64, op: &str, input: Value) -> bytes::Bytes {
     encode_frame(&message, u32::MAX).unwrap()
 }
 
+/// How many items `bench/ticks` streams.
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Count {
+    count: u64,
+}
+
+/// Emits `count` small items `{n}` as fast as they can be sent (the demo's `demo/ticks` is
+/// capped for interactive use; the benchmark needs 200,000).
+#[alknet::operation(subscription, name = "bench/ticks")]
+async fn bench_ticks(
+    input: Count,
+) -> impl futures_util::Stream<Item = Result<alknet::demo::Tick, alknet::CallError>> {
+    futures_util::stream::iter((1..=input.count).map(|n| Ok(alknet::demo::Tick { n })))
+}
+
+fn bench_registry() -> alknet::Registry {
+    let mut registry = alknet::demo::registry();
+    registry
+        .register::<BenchTicksOp>()
+        .expect("a valid operation");
+    registry
+}
+
 // ---------------------------------------------------------------- floor: bare quinn
 
 async fn floor_server(identity: &TlsIdentity) -> quinn::Endpoint {
@@ -85,7 +108,7 @@ async fn floor_stream(mut send: quinn::SendStream, recv: quinn::RecvStream) {
         else {
             return;
         };
-        if req.operation_id == "/demo/ticks" {
+        if req.operation_id == "/bench/ticks" {
             let count = req.input["count"].as_u64().unwrap_or(0);
             for n in 1..=count {
                 let item = Message::new(id.as_str(), Event::Responded(json!({"n": n})));
@@ -202,7 +225,7 @@ async fn floor_stream_per_call(conn: &quinn::Connection, calls: usize) -> Durati
 async fn floor_subscription(conn: &quinn::Connection, items: usize) -> Duration {
     let (mut send, recv) = conn.open_bi().await.unwrap();
     let started = Instant::now();
-    send.write_all(&request(1, "/demo/ticks", json!({"count": items})))
+    send.write_all(&request(1, "/bench/ticks", json!({"count": items})))
         .await
         .unwrap();
     let mut reader = FrameReader::new(recv, u32::MAX);
@@ -268,7 +291,7 @@ async fn alknet_concurrent(conn: &alknet::Connection, calls: usize) -> Duration 
 async fn alknet_subscription(conn: &alknet::Connection, items: usize) -> Duration {
     let started = Instant::now();
     let mut stream = conn
-        .subscribe_json("demo/ticks", json!({"count": items}))
+        .subscribe_json("bench/ticks", json!({"count": items}))
         .await
         .unwrap();
     let mut seen = 0;
@@ -350,7 +373,7 @@ fn best(values: &[Duration]) -> Duration {
 
 async fn profile_only(what: &str) {
     let options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
-    let server = Server::bind(alknet::demo::registry(), options).unwrap();
+    let server = Server::bind(bench_registry(), options).unwrap();
     let verification = ServerVerification::pin(server.fingerprint());
     let client = Client::new(ClientOptions::new(verification)).unwrap();
     let conn = client
@@ -419,7 +442,7 @@ async fn run() {
 
     let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
     options.identity = Some(identity.clone());
-    let server = Server::bind(alknet::demo::registry(), options).unwrap();
+    let server = Server::bind(bench_registry(), options).unwrap();
     let client = Client::new(ClientOptions::new(ServerVerification::pin(
         server.fingerprint(),
     )))

@@ -25,10 +25,13 @@ use crate::error::CallError;
 use crate::registry::{Registry, RegistryError};
 use crate::{Context, DomainError, Empty, operation};
 
-/// The largest `count` `demo/ticks` accepts.
-pub const MAX_TICKS: u64 = 10_000_000;
+/// The largest `count` `demo/ticks` accepts. With [`MAX_TICK_INTERVAL_MS`] it bounds a
+/// subscription to 5 s, so generic clients (and fuzzers) never wait minutes on the demo.
+pub const MAX_TICKS: u64 = 100;
+/// The longest pause between ticks, in milliseconds.
+pub const MAX_TICK_INTERVAL_MS: u64 = 50;
 /// The longest `demo/sleep` accepts, in milliseconds.
-pub const MAX_SLEEP_MS: u64 = 600_000;
+pub const MAX_SLEEP_MS: u64 = 2_000;
 
 /// Returns its input unchanged.
 #[operation(query, name = "demo/echo")]
@@ -40,9 +43,11 @@ pub async fn echo(input: Value) -> Result<Value, CallError> {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddInput {
-    /// The first number.
+    /// The first number (|a| ≤ 1e300, so every sum is finite).
+    #[schemars(range(min = -1e300, max = 1e300))]
     pub a: Number,
-    /// The second number.
+    /// The second number (|b| ≤ 1e300).
+    #[schemars(range(min = -1e300, max = 1e300))]
     pub b: Number,
 }
 
@@ -77,12 +82,12 @@ fn sum(a: &Number, b: &Number) -> Result<Number, CallError> {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicksInput {
-    /// Number of ticks.
-    #[schemars(range(max = 10_000_000))]
+    /// Number of ticks (at most 100).
+    #[schemars(range(max = 100))]
     pub count: u64,
-    /// Milliseconds between ticks.
+    /// Milliseconds between ticks (at most 50).
     #[serde(default)]
-    #[schemars(range(max = 60_000))]
+    #[schemars(range(max = 50))]
     pub interval_ms: u64,
 }
 
@@ -109,8 +114,8 @@ pub async fn ticks(input: TicksInput) -> impl Stream<Item = Result<Tick, CallErr
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SleepInput {
-    /// Milliseconds.
-    #[schemars(range(max = 600_000))]
+    /// Milliseconds (at most 2000).
+    #[schemars(range(max = 2_000))]
     pub ms: u64,
 }
 
@@ -215,11 +220,14 @@ pub async fn admin(ctx: Context) -> Result<AdminOutput, CallError> {
 /// Three numbers.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ComposeInput {
-    /// First.
+    /// First (|a| ≤ 1e300, so every sum is finite).
+    #[schemars(range(min = -1e300, max = 1e300))]
     pub a: Number,
-    /// Second.
+    /// Second (|b| ≤ 1e300).
+    #[schemars(range(min = -1e300, max = 1e300))]
     pub b: Number,
-    /// Third.
+    /// Third (|c| ≤ 1e300).
+    #[schemars(range(min = -1e300, max = 1e300))]
     pub c: Number,
 }
 

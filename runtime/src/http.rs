@@ -284,17 +284,27 @@ async fn batch(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) 
         }
         .into_response();
     }
-    let answers = join_all(calls.into_iter().enumerate().map(|(i, call)| {
+    // A malformed entry makes the whole request malformed: nothing runs.
+    let mut parsed = Vec::with_capacity(calls.len());
+    for (i, call) in calls.into_iter().enumerate() {
+        match serde_json::from_value::<CallBody>(call) {
+            Ok(call) => parsed.push(call),
+            Err(e) => {
+                return ErrorResponse {
+                    error: CallError::invalid_input(
+                        format!("call {i} is not {{\"operation\": \"svc/op\", \"input\": …}}: {e}"),
+                        format!("/{i}"),
+                    ),
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                }
+                .into_response();
+            }
+        }
+    }
+    let answers = join_all(parsed.into_iter().map(|call| {
         let gateway = &gateway;
         let caller = &caller;
         async move {
-            let call: CallBody = match serde_json::from_value(call) {
-                Ok(call) => call,
-                Err(e) => {
-                    let error = CallError::invalid_input(format!("call {i}: {e}"), format!("/{i}"));
-                    return json!({"error": error});
-                }
-            };
             let cancel = CancellationToken::new();
             let _cancel_on_drop = cancel.clone().drop_guard();
             match gateway

@@ -122,9 +122,41 @@ fn from_input<I: DeserializeOwned + 'static>(input: Value) -> Result<I, CallErro
         Ok(same) => return Ok(*same),
         Err(other) => *other.downcast::<Value>().expect("boxed a Value"),
     };
-    serde_json::from_value(input).map_err(|e| {
-        CallError::invalid_input(format!("input does not match the handler's type: {e}"), "")
+    serde_json::from_value::<I>(input.clone()).or_else(|first| {
+        // JSON Schema calls 3.0 an integer; serde does not. Retry with integral floats as
+        // integers before refusing input the schema accepted.
+        let mut normalized = input;
+        if integral_floats_to_integers(&mut normalized) {
+            if let Ok(input) = serde_json::from_value(normalized) {
+                return Ok(input);
+            }
+        }
+        Err(CallError::invalid_input(
+            format!("input does not match the handler's type: {first}"),
+            "",
+        ))
     })
+}
+
+/// Rewrites numbers like `3.0` as `3`; true when anything changed.
+fn integral_floats_to_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                *value = Value::from(f as i64);
+                return true;
+            }
+            false
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| integral_floats_to_integers(v) | changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, v| integral_floats_to_integers(v) | changed),
+        _ => false,
+    }
 }
 
 fn to_output<O: Serialize + 'static>(output: O) -> Result<Value, CallError> {

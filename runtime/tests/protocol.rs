@@ -122,13 +122,13 @@ async fn subscription_items_then_completed() {
     let node = TestNode::start();
     let (_client, conn) = node.connect().await;
     let items: Vec<Value> = conn
-        .subscribe_json("demo/ticks", json!({"count": 500}))
+        .subscribe_json("demo/ticks", json!({"count": 100}))
         .await
         .unwrap()
         .map(Result::unwrap)
         .collect()
         .await;
-    let expected: Vec<Value> = (1..=500).map(|n| json!({"n": n})).collect();
+    let expected: Vec<Value> = (1..=100).map(|n| json!({"n": n})).collect();
     assert_eq!(items, expected);
 
     let empty: Vec<_> = conn
@@ -218,7 +218,7 @@ async fn many_concurrent_subscriptions_and_calls() {
     let subscriptions = (0..64).map(|i| {
         let conn = conn.clone();
         async move {
-            let count = 50 + i;
+            let count = 30 + i;
             let items: Vec<Value> = conn
                 .subscribe_json("demo/ticks", json!({"count": count}))
                 .await

@@ -198,15 +198,24 @@ fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
-/// A `text/event-stream` body. OpenAPI 3.1 has no item schema for streams, so the stream is a
-/// string whose `contentSchema` is the schema of one item (each `data:` is its JSON).
+/// A `text/event-stream` body, described one event at a time (as OpenAPI 3.2's `itemSchema`
+/// and SSE-aware tools read it): `{event, id, data}`, where `data` is JSON text whose
+/// `contentSchema` is the schema of one item (or of the `call.error` for `event: error`).
 fn sse_content(item: Value) -> Value {
     json!({"text/event-stream": {
         "schema": {
-            "type": "string",
-            "description": "Server-Sent Events: each event's `data:` is one item, as JSON matching `contentSchema`, with an `id:`; `event: error` carries a `call.error` and ends the stream; the stream closes after the last item.",
-            "contentMediaType": "application/json",
-            "contentSchema": item
+            "type": "object",
+            "description": "One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:`; `event: error` carries a `call.error` and ends the stream; the stream closes after the last item.",
+            "required": ["data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["message", "error"]},
+                "id": {"type": "string"},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [item, error_ref()]}
+                }
+            }
         }
     }})
 }
@@ -286,6 +295,39 @@ fn responses(spec: &OperationSpec, output: Value, components: &mut Components) -
     Value::Object(responses)
 }
 
+/// Whether `{}` is a valid input, judged from the top of the schema (following one local
+/// `$ref`): no `type` other than object, no `required` properties.
+fn accepts_empty_object(schema: &Value) -> bool {
+    let schema = match schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        Some(name) => schema
+            .get("$defs")
+            .and_then(|defs| defs.get(name))
+            .unwrap_or(schema),
+        None => schema,
+    };
+    match schema {
+        Value::Bool(accepts) => *accepts,
+        Value::Object(map) => {
+            let type_ok = match map.get("type") {
+                None => true,
+                Some(Value::String(t)) => t == "object",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "object"),
+                Some(_) => false,
+            };
+            let nothing_required = map
+                .get("required")
+                .and_then(Value::as_array)
+                .is_none_or(|r| r.is_empty());
+            type_ok && nothing_required
+        }
+        _ => false,
+    }
+}
+
 fn security(spec: &OperationSpec) -> Option<Value> {
     (!spec.access_control.is_public()).then(|| json!([{"bearerAuth": []}]))
 }
@@ -323,7 +365,12 @@ fn operation_object(spec: &OperationSpec, components: &mut Components) -> Value 
         "summary": spec.description.lines().next().unwrap_or(&spec.name),
         "description": format!("{}{}", spec.description, access_note(spec)),
         "tags": [spec.namespace],
-        "requestBody": {"required": true, "content": json_content(input)},
+        // An empty body is the empty object: the body is optional exactly when `{}` is valid.
+        "requestBody": {
+            "required": !accepts_empty_object(&spec.input_schema),
+            "description": "The input; an empty body is `{}`.",
+            "content": json_content(input)
+        },
         "responses": responses(spec, output, components),
         "x-alknet-op-type": spec.op_type.as_str(),
     });
@@ -350,6 +397,32 @@ fn gateway_paths() -> Value {
         }
     });
     let error_response = |description: &str| json!({"description": description, "content": json_content(error_ref())});
+    let errors = |extra: &[(&str, &str)]| {
+        let mut map = Map::new();
+        for (status, text) in [
+            (
+                "400",
+                "Not JSON, bad parameters, or the wrong kind of operation.",
+            ),
+            ("401", "Authentication required."),
+            ("403", "Not allowed."),
+            ("404", "No such operation."),
+            ("422", "Invalid input."),
+            ("500", "Internal error."),
+            ("504", "Deadline expired."),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            map.insert((*status).to_owned(), error_response(text));
+        }
+        Value::Object(map)
+    };
+    let with = |ok: Value, extra: &[(&str, &str)]| {
+        let mut responses = errors(extra);
+        responses["200"] = ok;
+        responses
+    };
     json!({
         "/call": {"post": {
             "operationId": "gateway.call",
@@ -372,16 +445,13 @@ fn gateway_paths() -> Value {
             "summary": "Several calls; answers in order.",
             "tags": ["gateway"],
             "requestBody": {"required": true, "content": json_content(json!({"type": "array", "items": call_body.clone()}))},
-            "responses": {
-                "200": {"description": "One answer per call, in order.", "content": json_content(json!({
-                    "type": "array",
-                    "items": {"oneOf": [
-                        {"type": "object", "required": ["output"], "properties": {"output": {}}},
-                        {"type": "object", "required": ["error"], "properties": {"error": error_ref()}}
-                    ]}
-                }))},
-                "400": error_response("Not JSON.")
-            }
+            "responses": with(json!({"description": "One answer per call, in order.", "content": json_content(json!({
+                "type": "array",
+                "items": {"oneOf": [
+                    {"type": "object", "required": ["output"], "properties": {"output": {}}},
+                    {"type": "object", "required": ["error"], "properties": {"error": error_ref()}}
+                ]}
+            }))}), &[("413", "More calls than a batch may hold.")])
         }},
         "/subscribe": {
             "post": {
@@ -389,10 +459,7 @@ fn gateway_paths() -> Value {
                 "summary": "Subscribe to any subscription by name.",
                 "tags": ["gateway"],
                 "requestBody": {"required": true, "content": json_content(call_body)},
-                "responses": {
-                    "200": {"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))},
-                    "400": error_response("Not JSON, or not a subscription.")
-                }
+                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))}), &[])
             },
             "get": {
                 "operationId": "gateway.subscribeGet",
@@ -400,12 +467,9 @@ fn gateway_paths() -> Value {
                 "tags": ["gateway"],
                 "parameters": [
                     {"name": "operation", "in": "query", "required": true, "schema": {"type": "string"}},
-                    {"name": "input", "in": "query", "required": false, "description": "The input as JSON text.", "schema": {"type": "string"}}
+                    {"name": "input", "in": "query", "required": false, "description": "The input, as JSON text.", "content": {"application/json": {"schema": {}}}}
                 ],
-                "responses": {
-                    "200": {"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))},
-                    "400": error_response("Bad parameters, or not a subscription.")
-                }
+                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))}), &[])
             }
         },
         "/search": {"get": {
@@ -413,21 +477,18 @@ fn gateway_paths() -> Value {
             "summary": "List the operations you may call (services/list).",
             "tags": ["gateway"],
             "parameters": [{"name": "q", "in": "query", "required": false, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "The operations.", "content": json_content(json!({
+            "responses": with(json!({"description": "The operations.", "content": json_content(json!({
                 "type": "object",
                 "required": ["operations"],
                 "properties": {"operations": {"type": "array", "items": {"type": "object"}}}
-            }))}}
+            }))}), &[])
         }},
         "/schema": {"get": {
             "operationId": "gateway.schema",
             "summary": "The OperationSpec of one operation (services/schema).",
             "tags": ["gateway"],
             "parameters": [{"name": "name", "in": "query", "required": true, "schema": {"type": "string"}}],
-            "responses": {
-                "200": {"description": "The spec.", "content": json_content(json!({"type": "object"}))},
-                "404": error_response("No such operation.")
-            }
+            "responses": with(json!({"description": "The spec.", "content": json_content(json!({"type": "object"}))}), &[])
         }},
         "/healthz": {"get": {
             "operationId": "gateway.health",
@@ -553,8 +614,9 @@ mod tests {
         assert!(get["responses"].get("401").is_none());
         // Subscriptions answer SSE with the item schema.
         let watch = &doc["paths"]["/ops/a/watch"]["post"]["responses"]["200"]["content"]["text/event-stream"];
+        let item = &watch["schema"]["properties"]["data"]["contentSchema"]["anyOf"][0];
         assert_eq!(
-            watch["schema"]["contentSchema"]["properties"]["inner"]["$ref"],
+            item["properties"]["inner"]["$ref"],
             "#/components/schemas/Inner"
         );
         assert!(doc["paths"].get("/call").is_some());

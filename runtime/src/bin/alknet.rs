@@ -346,6 +346,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(config = %config.display(), peers, tokens, "identities loaded");
         options.identities = Some(std::sync::Arc::new(identities));
     }
+    // Listen for SIGINT/SIGTERM before announcing readiness: a signal right after the ready
+    // line must stop the node gracefully, not kill it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
     let server = Server::bind(node_registry(args.demo), options)?;
     let http = match args.http {
         Some(addr) => format!(" http={}", server.serve_http(addr).await?),
@@ -361,18 +367,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?;
         stdout.flush()?;
     }
-    shutdown_signal().await?;
-    server.shutdown(Duration::from_secs(args.grace_secs)).await;
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
+    server.shutdown(Duration::from_secs(args.grace_secs)).await;
     Ok(())
 }
 
