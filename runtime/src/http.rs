@@ -640,16 +640,20 @@ async fn ws_session(gateway: Gateway, caller: Caller, socket: WebSocket) {
     let _ = writer.await;
 }
 
-/// The gateway's routes over `shared`.
-pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize) -> Router {
+/// The gateway's routes over `shared`; with the `mcp` feature, `/mcp` too (gateway mode:
+/// four fixed tools instead of one per operation).
+pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize, mcp_gateway_mode: bool) -> Router {
     let info = OpenApiInfo {
         title: "alknet node".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: "The operations of this node, over the alknet HTTP gateway.".into(),
     };
     let openapi = Arc::new(openapi_document(&shared.registry.spec_bundle(), &info));
-    let gateway = Gateway { shared, openapi };
-    Router::new()
+    let gateway = Gateway {
+        shared: Arc::clone(&shared),
+        openapi,
+    };
+    let routes = Router::new()
         .route("/call", post(call))
         .route("/batch", post(batch))
         .route("/subscribe", post(subscribe_post).get(subscribe_get))
@@ -662,7 +666,13 @@ pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
-        .with_state(gateway)
+        .with_state(gateway);
+    // MCP answers in its own JSON-RPC terms, so it is added after the JSON-error layer.
+    #[cfg(feature = "mcp")]
+    let routes = routes.nest_service("/mcp", crate::mcp::service(shared, mcp_gateway_mode));
+    #[cfg(not(feature = "mcp"))]
+    let _ = (shared, mcp_gateway_mode);
+    routes
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled.

@@ -59,6 +59,8 @@ pub mod error;
 #[cfg(feature = "http")]
 mod http;
 pub mod identity;
+#[cfg(feature = "mcp")]
+mod mcp;
 pub mod quic;
 pub mod registry;
 pub mod tls;

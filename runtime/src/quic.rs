@@ -74,6 +74,9 @@ pub struct ServerOptions {
     /// Resolves callers from client certificates and tokens; `None` treats everyone as
     /// anonymous (only public operations can be called).
     pub identities: Option<Arc<dyn IdentityProvider>>,
+    /// MCP at `/mcp` exposes four fixed tools (`search`, `schema`, `call`, `batch`) instead of
+    /// one tool per operation: for registries too large to list.
+    pub mcp_gateway_mode: bool,
 }
 
 impl ServerOptions {
@@ -85,6 +88,7 @@ impl ServerOptions {
             protocol: ProtocolConfig::default(),
             max_connections: 4096,
             identities: None,
+            mcp_gateway_mode: false,
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Server {
     fingerprint: Fingerprint,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     accept_task: JoinHandle<()>,
+    /// Read by `serve_http` (feature `http`).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    mcp_gateway_mode: bool,
 }
 
 impl Server {
@@ -117,6 +124,7 @@ impl Server {
                     source,
                 }
             })?;
+        let mcp_gateway_mode = options.mcp_gateway_mode;
         let shared = NodeShared::new(
             Arc::new(registry),
             options.protocol,
@@ -136,6 +144,7 @@ impl Server {
             fingerprint: identity.fingerprint(),
             connections,
             accept_task,
+            mcp_gateway_mode,
         })
     }
 
@@ -164,6 +173,7 @@ impl Server {
         let router = crate::http::router(
             Arc::clone(&self.shared),
             self.shared.config.max_frame_len as usize,
+            self.mcp_gateway_mode,
         );
         tokio::spawn(crate::http::serve(
             listener,

@@ -17,6 +17,10 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Node {
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo-auth.toml");
         let mut child = Command::new(ALKNET)
             .args([
@@ -29,6 +33,7 @@ impl Node {
                 "--config",
                 config,
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -165,4 +170,32 @@ print("generated client ok")
     );
     assert!(String::from_utf8_lossy(&run.stdout).contains("generated client ok"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn python_has(module: &str) -> bool {
+    available("python3", &["-c", &format!("import {module}")])
+}
+
+#[test]
+fn the_python_mcp_client_lists_and_calls_tools() {
+    if !python_has("mcp") {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
+    for (mode, flags) in [
+        ("per-operation", &[][..]),
+        ("gateway", &["--mcp-gateway"][..]),
+    ] {
+        let node = Node::start_with(flags);
+        let out = Command::new("python3")
+            .args([script, &format!("http://{}/mcp", node.http), mode])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("mcp client ok"),
+            "{mode}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

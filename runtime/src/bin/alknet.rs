@@ -131,6 +131,10 @@ struct ServeArgs {
     /// Also serve the HTTP gateway (POST, SSE, WebSocket, /openapi.json) on this TCP address.
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// MCP at `/mcp` (with --http) exposes four fixed tools (search, schema, call, batch)
+    /// instead of one tool per operation.
+    #[arg(long)]
+    mcp_gateway: bool,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -340,6 +344,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
     }
+    options.mcp_gateway_mode = args.mcp_gateway;
     if let Some(config) = &args.config {
         let identities = ConfigIdentities::from_file(config)?;
         let (peers, tokens) = identities.len();

@@ -1,0 +1,338 @@
+//! The MCP server at `/mcp` (design §8), on rmcp's streamable-HTTP transport.
+//!
+//! Tools are the projection of `alknet_spec::mcp` — the same function `alknet-codegen mcp` prints
+//! with — filtered per caller: the `Authorization: Bearer` token of each HTTP request resolves
+//! through the node's identity provider, and only operations whose scope rules the caller passes
+//! are listed (resource rules are decided per call). Calls go through the same dispatch as every
+//! other transport. Results carry `structuredContent` (wrapped as `{"result": …}` when the
+//! output is not an object) and a text copy; errors the caller can act on (domain errors,
+//! invalid input, forbidden) are tool errors (`isError`), an unknown tool is a JSON-RPC error.
+//! A client's `notifications/cancelled` drops the handler.
+//!
+//! Gateway mode (`alknet serve --mcp-gateway`) exposes four fixed tools instead — `search`,
+//! `schema`, `call`, `batch` — for registries too large to list as tools.
+
+use std::sync::Arc;
+
+use alknet_spec::{OpType, Visibility, mcp as projection};
+use axum::http::header;
+use axum::http::request::Parts;
+use rmcp::ErrorData;
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, InitializeResult,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::access;
+use crate::connection::NodeShared;
+use crate::dispatch::{self, Answer, Request};
+use crate::error::CallError;
+use crate::identity::Identity;
+
+/// The MCP handler: one per session, sharing the node.
+#[derive(Clone)]
+struct Handler {
+    shared: Arc<NodeShared>,
+    gateway_mode: bool,
+}
+
+fn caller(shared: &NodeShared, context: &RequestContext<RoleServer>) -> Option<Arc<Identity>> {
+    let parts = context.extensions.get::<Parts>()?;
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    shared
+        .identities
+        .as_ref()?
+        .by_token(token.trim())
+        .map(Arc::new)
+}
+
+fn tool(value: Value) -> Result<Tool, ErrorData> {
+    serde_json::from_value(value)
+        .map_err(|e| ErrorData::internal_error(format!("bad tool: {e}"), None))
+}
+
+fn gateway_tools() -> Vec<Value> {
+    let object = |properties: Value, required: &[&str]| json!({"type": "object", "properties": properties, "required": required});
+    vec![
+        json!({
+            "name": "search",
+            "description": "Lists the operations you may call, optionally filtered by `q` (name or description).",
+            "inputSchema": object(json!({"q": {"type": "string"}}), &[]),
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": "schema",
+            "description": "The full specification (input/output schemas, errors, access) of one operation.",
+            "inputSchema": object(json!({"name": {"type": "string"}}), &["name"]),
+            "annotations": {"readOnlyHint": true, "openWorldHint": false}
+        }),
+        json!({
+            "name": "call",
+            "description": "Calls one query or mutation by name with its input.",
+            "inputSchema": object(json!({"operation": {"type": "string"}, "input": {}}), &["operation"]),
+            "annotations": {"readOnlyHint": false, "openWorldHint": false}
+        }),
+        json!({
+            "name": "batch",
+            "description": "Several calls; answers in order, each {output} or {error}.",
+            "inputSchema": object(json!({"calls": {"type": "array", "items": {"type": "object", "properties": {"operation": {"type": "string"}, "input": {}}, "required": ["operation"]}}}), &["calls"]),
+            "annotations": {"readOnlyHint": false, "openWorldHint": false}
+        }),
+    ]
+}
+
+/// A tool result: `structuredContent` plus a text copy; `isError` for failures.
+fn result(structured: Value, is_error: bool) -> CallToolResponse {
+    if is_error {
+        CallToolResult::structured_error(structured).into()
+    } else {
+        CallToolResult::structured(structured).into()
+    }
+}
+
+impl Handler {
+    async fn dispatch(
+        &self,
+        operation: &str,
+        input: Value,
+        identity: Option<Arc<Identity>>,
+        cancel: CancellationToken,
+    ) -> Result<Value, CallError> {
+        let request = Request {
+            id: format!("mcp-{}", operation),
+            parent_id: None,
+            operation_id: operation.to_owned(),
+            input,
+            timeout_ms: None,
+            deadline: None,
+            expect_stream: Some(false),
+            identity,
+            peer: None,
+            cancel,
+            internal: false,
+        };
+        match dispatch::dispatch(
+            Arc::clone(&self.shared.registry),
+            self.shared.config.default_timeout,
+            request,
+        )
+        .await
+        {
+            Answer::Unary(outcome) => outcome,
+            Answer::Stream(_) => Err(CallError::invalid_operation_type(
+                "subscriptions are not tools",
+            )),
+        }
+    }
+
+    /// Calls one operation for a tool, turning the outcome into a tool result.
+    async fn call_operation(
+        &self,
+        operation: &str,
+        arguments: Value,
+        identity: Option<Arc<Identity>>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let spec = self
+            .shared
+            .registry
+            .get(operation)
+            .map(|op| op.spec().clone())
+            .filter(|spec| projection::is_tool(spec) && access::may_list(spec, identity.as_deref()))
+            .ok_or_else(|| {
+                ErrorData::invalid_params(
+                    format!("unknown tool `{}`", projection::tool_name(operation)),
+                    None,
+                )
+            })?;
+        let input = if projection::wraps_input(&spec) {
+            arguments.get("input").cloned().unwrap_or(Value::Null)
+        } else {
+            arguments
+        };
+        Ok(
+            match self.dispatch(operation, input, identity, cancel).await {
+                Ok(output)
+                    if projection::is_object_schema(&spec.output_schema) && output.is_object() =>
+                {
+                    result(output, false)
+                }
+                Ok(output) => result(json!({"result": output}), false),
+                Err(error) => result(json!({"error": error}), true),
+            },
+        )
+    }
+
+    async fn gateway_call(
+        &self,
+        name: &str,
+        arguments: Value,
+        identity: Option<Arc<Identity>>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let outcome = match name {
+            "search" => {
+                self.dispatch(
+                    crate::discovery::LIST,
+                    json!({"q": arguments.get("q")})
+                        .as_object()
+                        .map(|o| {
+                            let mut o = o.clone();
+                            o.retain(|_, v| !v.is_null());
+                            Value::Object(o)
+                        })
+                        .unwrap_or_default(),
+                    identity,
+                    cancel,
+                )
+                .await
+            }
+            "schema" => {
+                self.dispatch(
+                    crate::discovery::SCHEMA,
+                    json!({"name": arguments.get("name")}),
+                    identity,
+                    cancel,
+                )
+                .await
+            }
+            "call" => {
+                let operation = arguments
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let input = arguments.get("input").cloned().unwrap_or_else(|| json!({}));
+                self.dispatch(&operation, input, identity, cancel)
+                    .await
+                    .map(|output| json!({"output": output}))
+            }
+            "batch" => {
+                let calls = arguments
+                    .get("calls")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let mut answers = Vec::with_capacity(calls.len());
+                for call in calls.iter().take(crate::http::MAX_BATCH) {
+                    let operation = call
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let input = call.get("input").cloned().unwrap_or_else(|| json!({}));
+                    answers.push(
+                        match self
+                            .dispatch(operation, input, identity.clone(), cancel.child_token())
+                            .await
+                        {
+                            Ok(output) => json!({"output": output}),
+                            Err(error) => json!({"error": error}),
+                        },
+                    );
+                }
+                Ok(json!({"answers": answers}))
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{other}`"),
+                    None,
+                ));
+            }
+        };
+        Ok(match outcome {
+            Ok(value) if value.is_object() => result(value, false),
+            Ok(value) => result(json!({"result": value}), false),
+            Err(error) => result(json!({"error": error}), true),
+        })
+    }
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> InitializeResult {
+        let capabilities: ServerCapabilities =
+            serde_json::from_value(json!({"tools": {"listChanged": false}}))
+                .expect("valid capabilities");
+        InitializeResult::new(capabilities)
+            .with_server_info(Implementation::new("alknet", env!("CARGO_PKG_VERSION")))
+            .with_instructions(if self.gateway_mode {
+                "alknet operations: use `search` to find operations, `schema` to read one, `call` or `batch` to run them."
+            } else {
+                "alknet operations as tools: each tool is an operation (`/` in its name written as `.`)."
+            })
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = if self.gateway_mode {
+            gateway_tools()
+        } else {
+            let identity = caller(&self.shared, &context);
+            self.shared
+                .registry
+                .operations()
+                .into_iter()
+                .map(|op| op.spec())
+                .filter(|spec| {
+                    spec.visibility == Visibility::External && spec.op_type != OpType::Subscription
+                })
+                .filter(|spec| !crate::discovery::is_builtin(&spec.name))
+                .filter(|spec| access::may_list(spec, identity.as_deref()))
+                .map(projection::tool)
+                .collect()
+        };
+        Ok(ListToolsResult::with_all_items(
+            tools.into_iter().map(tool).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let identity = caller(&self.shared, &context);
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        // The client's `notifications/cancelled` (or a closed session) drops the handler.
+        let cancel = context.ct.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let name = request.name.to_string();
+        if self.gateway_mode {
+            return self.gateway_call(&name, arguments, identity, cancel).await;
+        }
+        let operation = projection::operation_name(&name);
+        self.call_operation(&operation, arguments, identity, cancel)
+            .await
+    }
+}
+
+/// The `/mcp` service for axum.
+pub(crate) fn service(
+    shared: Arc<NodeShared>,
+    gateway_mode: bool,
+) -> StreamableHttpService<impl ServerHandler, LocalSessionManager> {
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shared.shutdown.child_token());
+    let handler = Handler {
+        shared,
+        gateway_mode,
+    };
+    StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
