@@ -11,7 +11,7 @@ cargo build --quiet -p alknet --bin alknet
 alknet="${CARGO_TARGET_DIR:-target}/debug/alknet"
 
 ready=$(mktemp)
-"$alknet" serve --demo --listen 127.0.0.1:0 >"$ready" &
+"$alknet" serve --demo --listen 127.0.0.1:0 --http 127.0.0.1:0 >"$ready" &
 node=$!
 trap 'kill "$node" 2>/dev/null || true; rm -f "$ready"' EXIT
 
@@ -25,6 +25,7 @@ line=$(head -n 1 "$ready")
 echo "$line"
 addr=$(sed -n 's/.* quic=\([^ ]*\).*/\1/p' <<<"$line")
 pin=$(sed -n 's/.* fingerprint=\([^ ]*\).*/\1/p' <<<"$line")
+http=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' <<<"$line")
 
 step() {
   echo
@@ -38,6 +39,13 @@ step call "$addr" demo/echo '{"hello": ["alknet", 1]}' --pin "$pin"
 step list "$addr" --pin "$pin"
 # A declared domain error: the call.error JSON goes to stderr and the exit status is 1.
 step call "$addr" demo/fail '{"reason": "showing errors"}' --pin "$pin" || echo "(exit status $?)"
+
+if command -v curl >/dev/null; then
+  echo
+  echo "\$ curl -s -XPOST http://$http/call -d '{\"operation\": \"demo/add\", \"input\": {\"a\": 1, \"b\": 2}}'"
+  curl -s -XPOST "http://$http/call" -d '{"operation": "demo/add", "input": {"a": 1, "b": 2}}'
+  echo
+fi
 
 echo
 echo "stopping the node (SIGTERM: graceful shutdown)"
