@@ -9,6 +9,7 @@
 //!   every generated crate for them;
 //! - keywords draft-07 cannot express are refused with their JSON pointer.
 
+use alknet_spec::keywords::escape;
 use serde_json::{Map, Value};
 
 use crate::service::UNSUPPORTED_KEYWORDS;
@@ -20,10 +21,6 @@ pub struct Unsupported {
     pub pointer: String,
     /// What is wrong.
     pub message: String,
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// Converts one 2020-12 schema (value) into the draft-07 shape.

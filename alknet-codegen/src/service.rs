@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
+use alknet_spec::keywords::{self, escape, unescape};
 use alknet_spec::{
     AccessControl, ErrorSpec, OpType, OperationSpec, SpecBundle, Visibility, validate_name,
 };
@@ -105,10 +106,6 @@ fn strip_position(message: &str) -> String {
 struct ServiceParser<'a, F> {
     root: &'a Map<String, Value>,
     fail: &'a F,
-}
-
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 impl<F: Fn(&str, String) -> CodegenError> ServiceParser<'_, F> {
@@ -409,41 +406,21 @@ impl<F: Fn(&str, String) -> CodegenError> ServiceParser<'_, F> {
                         }
                         continue;
                     }
-                    match key.as_str() {
-                        // Keywords whose values are data, not schemas.
-                        "enum" | "const" | "default" | "examples" | "required" | "type"
-                        | "description" | "title" | "format" | "pattern" => {}
-                        "properties" | "patternProperties" | "$defs" | "definitions"
-                        | "dependentSchemas" => {
-                            if let Value::Object(children) = value {
-                                for (name, child) in children {
-                                    self.check_schema(
-                                        child,
-                                        &format!("{at}/{}", escape(name)),
-                                        defs,
-                                    )?;
-                                }
+                    let key = key.as_str();
+                    if keywords::MAP.contains(&key) {
+                        if let Value::Object(children) = value {
+                            for (name, child) in children {
+                                self.check_schema(child, &format!("{at}/{}", escape(name)), defs)?;
                             }
                         }
-                        "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
-                            if let Value::Array(children) = value {
-                                for (i, child) in children.iter().enumerate() {
-                                    self.check_schema(child, &format!("{at}/{i}"), defs)?;
-                                }
+                    } else if keywords::LIST.contains(&key) {
+                        if let Value::Array(children) = value {
+                            for (i, child) in children.iter().enumerate() {
+                                self.check_schema(child, &format!("{at}/{i}"), defs)?;
                             }
                         }
-                        "items"
-                        | "additionalProperties"
-                        | "not"
-                        | "if"
-                        | "then"
-                        | "else"
-                        | "contains"
-                        | "propertyNames"
-                        | "additionalItems" => {
-                            self.check_schema(value, &at, defs)?;
-                        }
-                        _ => {}
+                    } else if keywords::SINGLE.contains(&key) {
+                        self.check_schema(value, &at, defs)?;
                     }
                 }
                 Ok(())
@@ -454,10 +431,6 @@ impl<F: Fn(&str, String) -> CodegenError> ServiceParser<'_, F> {
             )),
         }
     }
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
 }
 
 fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {

@@ -229,6 +229,14 @@ fn invalid_json(problem: impl std::fmt::Display) -> ErrorResponse {
     }
 }
 
+fn missing_parameter(name: &str) -> Response {
+    ErrorResponse {
+        error: CallError::invalid_input(format!("missing the `{name}` query parameter"), ""),
+        status: StatusCode::BAD_REQUEST,
+    }
+    .into_response()
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ErrorResponse> {
     serde_json::from_slice(body).map_err(invalid_json)
 }
@@ -352,11 +360,7 @@ async fn subscribe_get(
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
     let Some(operation) = query.operation else {
-        return ErrorResponse {
-            error: CallError::invalid_input("missing the `operation` query parameter", ""),
-            status: StatusCode::BAD_REQUEST,
-        }
-        .into_response();
+        return missing_parameter("operation");
     };
     let input = match query.input.as_deref() {
         None | Some("") => json!({}),
@@ -428,11 +432,7 @@ async fn schema(
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
     let Some(name) = query.name else {
-        return ErrorResponse {
-            error: CallError::invalid_input("missing the `name` query parameter", ""),
-            status: StatusCode::BAD_REQUEST,
-        }
-        .into_response();
+        return missing_parameter("name");
     };
     match gateway
         .unary(crate::discovery::SCHEMA, json!({"name": name}), &caller)

@@ -10,6 +10,7 @@
 //! - [`name`]: the operation name rules (`math/add`, at least two segments).
 //! - [`bundle`]: [`SpecBundle`], the sorted `{"alknet": 1, "operations": [..]}` document.
 //! - [`codes`]: the protocol error codes every transport shares.
+//! - [`keywords`]: where schemas hold subschemas, and JSON Pointer escaping.
 //! - [`openapi`] and [`mcp`]: the OpenAPI 3.1 document and the MCP tools of a bundle — the same
 //!   functions serve them at run time and print them at build time.
 //!
@@ -28,6 +29,7 @@
 
 pub mod bundle;
 pub mod codes;
+pub mod keywords;
 pub mod mcp;
 pub mod name;
 pub mod openapi;

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::bundle::SpecBundle;
+use crate::keywords;
 use crate::spec::{OpType, OperationSpec, Visibility};
 
 /// What the document says about the service as a whole.
@@ -124,30 +125,17 @@ fn objectify_boolean_schemas(schema: &mut Value) {
         Value::Bool(false) => *schema = json!({"not": {}}),
         Value::Object(map) => {
             for (key, child) in map.iter_mut() {
-                match key.as_str() {
-                    "properties" | "patternProperties" | "$defs" | "definitions"
-                    | "dependentSchemas" => {
-                        if let Value::Object(children) = child {
-                            children.values_mut().for_each(objectify_boolean_schemas);
-                        }
+                let key = key.as_str();
+                if keywords::MAP.contains(&key) {
+                    if let Value::Object(children) = child {
+                        children.values_mut().for_each(objectify_boolean_schemas);
                     }
-                    "allOf" | "anyOf" | "oneOf" | "prefixItems" => {
-                        if let Value::Array(children) = child {
-                            children.iter_mut().for_each(objectify_boolean_schemas);
-                        }
+                } else if keywords::LIST.contains(&key) {
+                    if let Value::Array(children) = child {
+                        children.iter_mut().for_each(objectify_boolean_schemas);
                     }
-                    "items"
-                    | "additionalProperties"
-                    | "not"
-                    | "if"
-                    | "then"
-                    | "else"
-                    | "contains"
-                    | "propertyNames"
-                    | "additionalItems"
-                    | "unevaluatedProperties"
-                    | "unevaluatedItems" => objectify_boolean_schemas(child),
-                    _ => {}
+                } else if keywords::SINGLE.contains(&key) {
+                    objectify_boolean_schemas(child);
                 }
             }
         }
