@@ -1,6 +1,6 @@
 //! # alknet: typed remote operations over QUIC
 //!
-//! The runtime of alknet. An operation is described by an [`OperationSpec`] (from
+//! The runtime of alknet. An operation is described by an [`OperationSpec`](spec::OperationSpec) (from
 //! [`alknet_spec`]) and served by a [`Handler`]; a [`Registry`] holds them; a [`Server`] accepts
 //! QUIC connections speaking the alknet call protocol (ALPN `alknet/call`); a [`Client`] dials
 //! one. Both ends get the same symmetric [`Connection`]: either side can call operations the
@@ -33,7 +33,7 @@
 //! - [`error`]: [`CallError`], the `call.error` payload and protocol codes.
 //! - [`registry`]: [`Registry`], [`Handler`] and input validation; [`discovery`]: the built-in
 //!   `services/list` and `services/schema`.
-//! - [`context`]: the [`Context`] a handler receives; [`env`]: nested calls under a
+//! - [`context`]: the [`Context`] a handler receives; [`env`](mod@env): nested calls under a
 //!   composition's authority (design §6).
 //! - [`identity`] and [`access`]: who calls — certificates, tokens, the config-file provider —
 //!   and what they may call (design §5).

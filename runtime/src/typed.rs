@@ -8,7 +8,7 @@
 //! - `conn.call::<AddOp>(&input).await` returns `Result<AddOutput, OpError<AddError>>`;
 //! - `conn.subscribe::<TicksOp>(&input).await` returns a typed stream of items.
 //!
-//! Declared domain errors are enums deriving [`DomainError`](crate::DomainError): the handler
+//! Declared domain errors are enums deriving [`DomainError`](derive@crate::DomainError): the handler
 //! returns the enum, the wire carries its code, HTTP status and details, and the caller gets the
 //! same enum back in [`OpError::Domain`].
 
