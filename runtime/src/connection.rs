@@ -290,11 +290,10 @@ impl Connection {
         input: &O::Input,
         options: CallOptions,
     ) -> Result<O::Output, OpError<O::Error>> {
-        let output = self
-            .call_json_with(O::NAME, encode_input(input)?, options)
-            .await
-            .map_err(OpError::from_call_error)?;
-        Ok(decode_output(output)?)
+        crate::typed::typed_call::<O, _, _>(input, |input| {
+            self.call_json_with(O::NAME, input, options)
+        })
+        .await
     }
 
     /// Calls a query or mutation on the peer by name, with JSON values. `op` may carry the

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{CallOptions, Subscription, decode_output, encode_input};
+use crate::connection::{CallOptions, Connection, Subscription};
 use crate::context::Context;
 use crate::dispatch::{self, Answer, Request};
 use crate::error::CallError;
@@ -124,11 +124,10 @@ impl Env {
         input: &O::Input,
         options: NestedOptions,
     ) -> Result<O::Output, OpError<O::Error>> {
-        let output = self
-            .call_json_with(O::NAME, encode_input(input)?, options)
-            .await
-            .map_err(OpError::from_call_error)?;
-        Ok(decode_output(output)?)
+        crate::typed::typed_call::<O, _, _>(input, |input| {
+            self.call_json_with(O::NAME, input, options)
+        })
+        .await
     }
 
     /// Calls an `#[operation]` that the peer of this request's connection registered.
@@ -136,11 +135,8 @@ impl Env {
         &self,
         input: &O::Input,
     ) -> Result<O::Output, OpError<O::Error>> {
-        let output = self
-            .call_peer_json(O::NAME, encode_input(input)?)
+        crate::typed::typed_call::<O, _, _>(input, |input| self.call_peer_json(O::NAME, input))
             .await
-            .map_err(OpError::from_call_error)?;
-        Ok(decode_output(output)?)
     }
 
     /// Calls a query/mutation of this node by name, with JSON values.
@@ -214,23 +210,10 @@ impl Env {
         input: Value,
         options: NestedOptions,
     ) -> Result<Value, CallError> {
-        let name = self.allowed(op)?;
-        let peer = self.ctx.peer.clone().ok_or_else(|| {
-            CallError::not_found("no peer: this request did not arrive over a connection")
-        })?;
-        let timeout = self
-            .child_deadline(&options)
-            .map(|d| d.saturating_duration_since(Instant::now()));
+        let (name, peer, call_options) = self.peer_target(op, &options)?;
         let call = async move {
-            peer.call_json_with(
-                name.as_str(),
-                input,
-                CallOptions {
-                    timeout,
-                    auth_token: None,
-                },
-            )
-            .await
+            peer.call_json_with(name.as_str(), input, call_options)
+                .await
         };
         if options.continue_running {
             detach(call).await
@@ -246,22 +229,33 @@ impl Env {
         op: &str,
         input: Value,
     ) -> Result<Subscription, CallError> {
+        let (name, peer, call_options) = self.peer_target(op, &NestedOptions::default())?;
+        peer.subscribe_json_with(name.as_str(), input, call_options)
+            .await
+    }
+
+    /// What a call to the peer needs: the allowed name, the connection, and the remaining
+    /// deadline as the call's timeout.
+    fn peer_target(
+        &self,
+        op: &str,
+        options: &NestedOptions,
+    ) -> Result<(OperationName, Connection, CallOptions), CallError> {
         let name = self.allowed(op)?;
         let peer = self.ctx.peer.clone().ok_or_else(|| {
             CallError::not_found("no peer: this request did not arrive over a connection")
         })?;
         let timeout = self
-            .child_deadline(&NestedOptions::default())
+            .child_deadline(options)
             .map(|d| d.saturating_duration_since(Instant::now()));
-        peer.subscribe_json_with(
-            name.as_str(),
-            input,
+        Ok((
+            name,
+            peer,
             CallOptions {
                 timeout,
                 auth_token: None,
             },
-        )
-        .await
+        ))
     }
 }
 

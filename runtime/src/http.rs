@@ -158,28 +158,20 @@ impl Gateway {
         .await
     }
 
-    /// One query/mutation: the output, or the error with its status.
-    async fn unary(
-        &self,
-        operation: &str,
-        input: Value,
-        caller: &Caller,
-    ) -> Result<Value, Response> {
+    /// One query/mutation: 200 with the output, or the error with its status.
+    async fn unary(&self, operation: &str, input: Value, caller: &Caller) -> Response {
         let cancel = CancellationToken::new();
         // Dropped with this future when the client goes away: the handler's signal fires.
         let _cancel_on_drop = cancel.clone().drop_guard();
-        match self
+        let error = match self
             .dispatch(operation, input, caller, &cancel, Some(false))
             .await
         {
-            Answer::Unary(Ok(output)) => Ok(output),
-            Answer::Unary(Err(error)) => Err(self.error(error, Some(operation), caller)),
-            Answer::Stream(_) => Err(self.error(
-                CallError::invalid_operation_type("a subscription"),
-                Some(operation),
-                caller,
-            )),
-        }
+            Answer::Unary(Ok(output)) => return Json(output).into_response(),
+            Answer::Unary(Err(error)) => error,
+            Answer::Stream(_) => CallError::invalid_operation_type("a subscription"),
+        };
+        self.error(error, Some(operation), caller)
     }
 
     /// A subscription as Server-Sent Events, or the error that stopped it from starting.
@@ -270,13 +262,9 @@ async fn call(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -
         Ok(request) => request,
         Err(response) => return response.into_response(),
     };
-    match gateway
+    gateway
         .unary(&request.operation, request.input, &caller)
         .await
-    {
-        Ok(output) => Json(output).into_response(),
-        Err(response) => response,
-    }
 }
 
 async fn batch(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
@@ -393,10 +381,7 @@ async fn typed_route(
     if is_subscription {
         return gateway.subscription(&name, input, &caller).await;
     }
-    match gateway.unary(&name, input, &caller).await {
-        Ok(output) => Json(output).into_response(),
-        Err(response) => response,
-    }
+    gateway.unary(&name, input, &caller).await
 }
 
 #[derive(Deserialize)]
@@ -414,10 +399,7 @@ async fn search(
         Some(q) => json!({"q": q}),
         None => json!({}),
     };
-    match gateway.unary(crate::discovery::LIST, input, &caller).await {
-        Ok(output) => Json(output).into_response(),
-        Err(response) => response,
-    }
+    gateway.unary(crate::discovery::LIST, input, &caller).await
 }
 
 #[derive(Deserialize)]
@@ -434,13 +416,9 @@ async fn schema(
     let Some(name) = query.name else {
         return missing_parameter("name");
     };
-    match gateway
+    gateway
         .unary(crate::discovery::SCHEMA, json!({"name": name}), &caller)
         .await
-    {
-        Ok(output) => Json(output).into_response(),
-        Err(response) => response,
-    }
 }
 
 async fn openapi_route(State(gateway): State<Gateway>) -> Response {

@@ -153,6 +153,22 @@ impl<E: DomainError> From<OpError<E>> for CallError {
     }
 }
 
+/// A typed call over a JSON call: encodes the input, sorts a failure into the operation's
+/// declared errors, decodes the output. Shared by every typed entry point (connection, env).
+pub(crate) async fn typed_call<O, F, Fut>(
+    input: &O::Input,
+    call: F,
+) -> Result<O::Output, OpError<O::Error>>
+where
+    O: Operation,
+    F: FnOnce(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, CallError>>,
+{
+    let input = crate::connection::encode_input(input)?;
+    let output = call(input).await.map_err(OpError::from_call_error)?;
+    Ok(crate::connection::decode_output(output)?)
+}
+
 /// Errors a handler may return: [`CallError`], [`OpError`], or a [`DomainError`] enum (the
 /// derive implements this for it).
 pub trait IntoCallError {
