@@ -122,7 +122,8 @@ fn from_input<I: DeserializeOwned + 'static>(input: Value) -> Result<I, CallErro
         Ok(same) => return Ok(*same),
         Err(other) => *other.downcast::<Value>().expect("boxed a Value"),
     };
-    serde_json::from_value::<I>(input.clone()).or_else(|first| {
+    // From a reference: the input is kept (not cloned) for the rare retry below.
+    I::deserialize(&input).or_else(|first| {
         // JSON Schema calls 3.0 an integer; serde does not. Retry with integral floats as
         // integers before refusing input the schema accepted.
         let mut normalized = input;
