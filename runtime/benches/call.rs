@@ -384,7 +384,7 @@ async fn profile_only(what: &str) {
     if what == "concurrent" {
         let calls = scaled(640_000) / CALLERS * CALLERS;
         alknet_concurrent(&conn, calls).await;
-        let stats = conn.quic().stats();
+        let stats = conn.quic().expect("a QUIC connection").stats();
         println!(
             "alknet: {calls} calls in {:?}; client datagrams tx {:.3}/call rx {:.3}/call",
             started.elapsed(),

@@ -13,13 +13,15 @@
 //! subscription, many pipelined calls) are coalesced instead of paying a write each.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -104,12 +106,84 @@ struct ConnHandle {
 
 impl Drop for ConnHandle {
     fn drop(&mut self) {
-        self.inner.quic.close(CLOSE_NORMAL.into(), b"closed");
+        self.inner.link.close();
     }
 }
 
+/// What carries a connection.
+enum Link {
+    /// QUIC: calls share a few long-lived streams, each subscription gets a stream of its own.
+    Quic(quinn::Connection),
+    /// A message transport (a WebSocket session): one envelope per message, in both
+    /// directions, behaving as one stream that everything shares.
+    Messages(MessageLink),
+}
+
+/// The connection's side of a message transport; [`MessageTransport`] is the transport's side.
+struct MessageLink {
+    remote: SocketAddr,
+    /// The one stream: every request and answer goes through it.
+    stream: StreamHandle,
+    /// Cancelled when the link is over, from either end: the transport then sends what is
+    /// queued and closes.
+    closing: CancellationToken,
+    /// Why the link was closed, when the peer broke the protocol.
+    violation: Arc<OnceLock<String>>,
+}
+
+impl Link {
+    fn close(&self) {
+        match self {
+            Link::Quic(quic) => quic.close(CLOSE_NORMAL.into(), b"closed"),
+            Link::Messages(link) => link.closing.cancel(),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Quic(quic) => quic.close_reason().is_some(),
+            Link::Messages(link) => link.closing.is_cancelled(),
+        }
+    }
+
+    fn remote_address(&self) -> SocketAddr {
+        match self {
+            Link::Quic(quic) => quic.remote_address(),
+            Link::Messages(link) => link.remote,
+        }
+    }
+}
+
+/// What a message transport (a WebSocket session) gets from [`Connection::start_messages`].
+pub(crate) struct MessageTransport {
+    /// Length-prefixed frames for the peer, one or more per chunk ([`crate::wire::split_frames`]):
+    /// each frame's body goes out as one message.
+    pub outgoing: mpsc::Receiver<Bytes>,
+    /// Cancelled when the connection is over: send what `outgoing` still holds, then close.
+    pub closing: CancellationToken,
+    violation: Arc<OnceLock<String>>,
+}
+
+impl MessageTransport {
+    /// Why the connection is closing, when the peer broke the protocol (a close reason for it).
+    pub fn violation(&self) -> Option<&str> {
+        self.violation.get().map(String::as_str)
+    }
+}
+
+/// What a message transport hands the connection.
+pub(crate) enum Incoming {
+    /// One message: an envelope (not length-prefixed).
+    Envelope(Bytes),
+    /// The peer broke the transport's rules (a text message on a WebSocket): the link ends.
+    Violation(String),
+}
+
+/// The key of the single stream of a message link.
+const MESSAGE_STREAM_KEY: u64 = 0;
+
 struct ConnInner {
-    quic: quinn::Connection,
+    link: Link,
     shared: Arc<NodeShared>,
     /// The identity of the peer, resolved once per connection.
     identity: Option<Arc<Identity>>,
@@ -195,6 +269,61 @@ impl Connection {
         let identity = crate::tls::peer_fingerprint(&quic)
             .and_then(|fingerprint| shared.identities.as_ref()?.by_fingerprint(&fingerprint))
             .map(Arc::new);
+        let remote = quic.remote_address();
+        let connection = Self::assemble(Link::Quic(quic), identity, shared);
+        let inner = Arc::clone(connection.inner());
+        let span = debug_span!("connection", %remote);
+        inner
+            .shared
+            .tracker
+            .spawn(Arc::clone(&inner).accept_streams().instrument(span));
+        connection
+    }
+
+    /// Starts a connection over a message transport (a WebSocket session): `incoming` are the
+    /// peer's messages, and the returned [`MessageTransport`] says what to send and when to
+    /// close. `identity` is who the peer is for the whole session (from its upgrade request).
+    pub(crate) fn start_messages(
+        shared: Arc<NodeShared>,
+        identity: Option<Arc<Identity>>,
+        remote: SocketAddr,
+        incoming: BoxStream<'static, Incoming>,
+    ) -> (Connection, MessageTransport) {
+        let (tx, outgoing) = mpsc::channel(WRITE_QUEUE);
+        let closing = CancellationToken::new();
+        let violation = Arc::new(OnceLock::new());
+        let link = MessageLink {
+            remote,
+            stream: StreamHandle {
+                key: MESSAGE_STREAM_KEY,
+                tx: tx.clone(),
+                reader_done: closing.clone(),
+            },
+            closing: closing.clone(),
+            violation: Arc::clone(&violation),
+        };
+        let connection = Self::assemble(Link::Messages(link), identity, shared);
+        let inner = Arc::clone(connection.inner());
+        inner.next_stream_key.store(1, Ordering::Relaxed);
+        let span = debug_span!("connection", %remote, transport = "websocket");
+        inner.shared.tracker.spawn(
+            Arc::clone(&inner)
+                .read_messages(incoming, tx)
+                .instrument(span),
+        );
+        let transport = MessageTransport {
+            outgoing,
+            closing,
+            violation,
+        };
+        (connection, transport)
+    }
+
+    fn assemble(
+        link: Link,
+        identity: Option<Arc<Identity>>,
+        shared: Arc<NodeShared>,
+    ) -> Connection {
         let streams = shared.config.call_streams.max(1);
         let config = &shared.config;
         let request_slots = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
@@ -205,7 +334,7 @@ impl Connection {
         ));
         let handle = Arc::new_cyclic(|handle| ConnHandle {
             inner: Arc::new(ConnInner {
-                quic,
+                link,
                 identity,
                 handle: handle.clone(),
                 pending: Mutex::new(HashMap::new()),
@@ -223,12 +352,6 @@ impl Connection {
                 shared,
             }),
         });
-        let inner = Arc::clone(&handle.inner);
-        let span = debug_span!("connection", remote = %inner.quic.remote_address());
-        inner
-            .shared
-            .tracker
-            .spawn(Arc::clone(&inner).accept_streams().instrument(span));
         Connection { handle }
     }
 
@@ -237,8 +360,8 @@ impl Connection {
     }
 
     /// The peer's address.
-    pub fn remote_address(&self) -> std::net::SocketAddr {
-        self.inner().quic.remote_address()
+    pub fn remote_address(&self) -> SocketAddr {
+        self.inner().link.remote_address()
     }
 
     /// The identity of the peer (from its client certificate), if any.
@@ -246,9 +369,12 @@ impl Connection {
         self.inner().identity.as_deref()
     }
 
-    /// The underlying QUIC connection.
-    pub fn quic(&self) -> &quinn::Connection {
-        &self.inner().quic
+    /// The underlying QUIC connection; `None` for a WebSocket session.
+    pub fn quic(&self) -> Option<&quinn::Connection> {
+        match &self.inner().link {
+            Link::Quic(quic) => Some(quic),
+            Link::Messages(_) => None,
+        }
     }
 
     /// How many streams this side has run on the connection so far, opened or accepted. Calls
@@ -259,7 +385,7 @@ impl Connection {
 
     /// Closes the connection now. Pending calls on both sides fail with "connection closed".
     pub fn close(&self) {
-        self.inner().quic.close(CLOSE_NORMAL.into(), b"closed");
+        self.inner().link.close();
     }
 
     /// Drops this side's pooled call streams so their writers can finish (graceful shutdown).
@@ -414,7 +540,7 @@ impl ConnInner {
     /// The error for calls that lost their stream: "connection closed" when the whole
     /// connection is gone, as the design requires, else what happened to the stream.
     fn lost_error(&self, stream_problem: &str) -> CallError {
-        if self.quic.close_reason().is_some() || self.cancel.is_cancelled() {
+        if self.link.is_closed() || self.cancel.is_cancelled() {
             CallError::internal("connection closed")
         } else {
             CallError::internal(stream_problem)
@@ -484,6 +610,9 @@ impl ConnInner {
 
     /// A pooled stream for a query/mutation, opening or replacing it as needed.
     async fn call_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
+        if let Link::Messages(_) = self.link {
+            return self.open_stream().await;
+        }
         let slot = &self.call_streams
             [self.next_call_stream.fetch_add(1, Ordering::Relaxed) % self.call_streams.len()];
         let alive = |slot: &Mutex<Option<StreamHandle>>| {
@@ -505,22 +634,38 @@ impl ConnInner {
         Ok(stream)
     }
 
+    /// A stream of its own for a subscription (QUIC); the one stream of a message link.
     async fn open_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
-        let (send, recv) = self
-            .quic
-            .open_bi()
-            .await
-            .map_err(|_| CallError::internal("connection closed"))?;
-        Ok(self.start_stream(send, recv, true))
+        match &self.link {
+            Link::Quic(quic) => {
+                let (send, recv) = quic
+                    .open_bi()
+                    .await
+                    .map_err(|_| CallError::internal("connection closed"))?;
+                Ok(self.start_stream(send, recv, true))
+            }
+            Link::Messages(link) if !link.closing.is_cancelled() => Ok(link.stream.clone()),
+            Link::Messages(_) => Err(CallError::internal("connection closed")),
+        }
+    }
+
+    /// The connection is gone: fail what waits for the peer, forget what the peer asked for.
+    fn connection_ended(&self) {
+        self.cancel.cancel();
+        self.fail_pending(|_| true);
+        self.running.lock().expect("running lock").clear();
     }
 
     /// Accepts the peer's streams until the connection ends, then fails what is left.
     async fn accept_streams(self: Arc<Self>) {
+        let Link::Quic(quic) = &self.link else {
+            return;
+        };
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
-                accepted = self.quic.accept_bi() => match accepted {
+                accepted = quic.accept_bi() => match accepted {
                     Ok((send, recv)) => {
                         self.start_stream(send, recv, false);
                     }
@@ -532,11 +677,85 @@ impl ConnInner {
             }
         }
         // During a graceful shutdown the connection lives on until the server closes it.
-        let reason = self.quic.closed().await;
+        let reason = quic.closed().await;
         debug!(%reason, "connection closed");
-        self.cancel.cancel();
-        self.fail_pending(|_| true);
-        self.running.lock().expect("running lock").clear();
+        self.connection_ended();
+    }
+
+    /// Reads the peer's messages on a message link until it ends, handling each as
+    /// [`ConnInner::read_frames`] does for a QUIC stream.
+    async fn read_messages(
+        self: Arc<Self>,
+        mut incoming: BoxStream<'static, Incoming>,
+        tx: mpsc::Sender<Bytes>,
+    ) {
+        let Link::Messages(link) = &self.link else {
+            return;
+        };
+        let writer = WriterRef::Strong(tx);
+        let token = self.cancel.child_token();
+        let mut out = BytesMut::new();
+        let mut shutting_down = false;
+        let violation = loop {
+            let next = tokio::select! {
+                biased;
+                next = incoming.next() => next,
+                _ = link.closing.cancelled() => break None,
+                _ = self.shutdown.cancelled() => {
+                    shutting_down = true;
+                    break None;
+                }
+            };
+            let body = match next {
+                None => break None,
+                Some(Incoming::Violation(problem)) => break Some(problem),
+                Some(Incoming::Envelope(body)) => body,
+            };
+            match Message::decode(&body) {
+                Ok(message) => {
+                    self.handle_message(message, MESSAGE_STREAM_KEY, &writer, &token, &mut out)
+                        .await
+                }
+                Err(DecodeError::NotEnvelope(error)) => {
+                    break Some(format!("not an envelope: {error}"));
+                }
+                Err(DecodeError::UnknownType { id, event_type }) => {
+                    debug!(%id, %event_type, "ignoring unknown event type");
+                }
+                Err(DecodeError::BadPayload {
+                    id,
+                    event_type,
+                    reason,
+                }) => {
+                    self.handle_bad_payload(id, event_type, reason, &mut out)
+                        .await
+                }
+            }
+            if !out.is_empty() {
+                if let Some(tx) = writer.get() {
+                    let _ = tx.send(out.split().freeze()).await;
+                }
+            }
+        };
+        if shutting_down {
+            // Stop reading, but let what is running answer (subscriptions end at once with
+            // "server shutting down"), until the grace period is over.
+            let hard_stop = self.hard_stop.cancelled();
+            tokio::pin!(hard_stop);
+            while !self.running.lock().expect("running lock").is_empty() {
+                tokio::select! {
+                    _ = &mut hard_stop => break,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        }
+        if let Some(problem) = violation {
+            warn!(%problem, "protocol violation: closing the session");
+            let _ = link.violation.set(problem);
+        }
+        link.closing.cancel();
+        debug!("connection closed");
+        self.connection_ended();
     }
 
     /// Starts the reader and writer of a stream. `opened_here` streams belong to whoever opened

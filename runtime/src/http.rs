@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use alknet_spec::openapi::{OpenApiInfo, openapi_document};
 use alknet_spec::{OperationName, ProtocolCode, Visibility};
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Path, Query, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -35,17 +35,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::future::join_all;
-use futures_util::{SinkExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::NodeShared;
 use crate::dispatch::{self, Answer, GuardedStream, Request};
 use crate::error::CallError;
 use crate::identity::Identity;
-use crate::wire::{Event, Message};
 
 /// Largest number of calls in one `/batch`.
 pub const MAX_BATCH: usize = 1000;
@@ -480,142 +478,18 @@ async fn json_errors(request: HttpRequest, next: Next) -> Response {
 
 async fn websocket(
     State(gateway): State<Gateway>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
+    let max = gateway.shared.config.max_frame_len as usize;
     upgrade
-        .max_message_size(gateway.shared.config.max_frame_len as usize)
-        .on_upgrade(move |socket| ws_session(gateway, caller, socket))
-}
-
-/// Close code for a protocol violation (a text message, a message that is not an envelope).
-const WS_PROTOCOL_ERROR: u16 = 1002;
-
-/// The call protocol over a WebSocket: one binary message per envelope, answers by id, aborts.
-async fn ws_session(gateway: Gateway, caller: Caller, socket: WebSocket) {
-    let (mut sink, mut incoming) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<WsMessage>(256);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            let closing = matches!(message, WsMessage::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    let running: Arc<std::sync::Mutex<std::collections::HashMap<String, CancellationToken>>> =
-        Arc::default();
-    let session = CancellationToken::new();
-    let caller = Arc::new(caller);
-    let close = |reason: String| {
-        WsMessage::Close(Some(CloseFrame {
-            code: WS_PROTOCOL_ERROR,
-            reason: reason.into(),
-        }))
-    };
-    while let Some(Ok(message)) = incoming.next().await {
-        let bytes = match message {
-            WsMessage::Binary(bytes) => bytes,
-            WsMessage::Text(_) => {
-                let _ = tx.send(close("text messages are not part of the protocol: send one envelope per binary message".into())).await;
-                break;
-            }
-            WsMessage::Close(_) => break,
-            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-        };
-        let Message { id, event } = match Message::decode(&bytes) {
-            Ok(message) => message,
-            Err(crate::wire::DecodeError::BadPayload { id, reason, .. }) => {
-                let error = CallError::invalid_input(format!("malformed payload: {reason}"), "");
-                let _ = tx
-                    .send(WsMessage::Binary(
-                        Message::new(id, Event::Error(error)).to_json_bytes().into(),
-                    ))
-                    .await;
-                continue;
-            }
-            Err(crate::wire::DecodeError::UnknownType { .. }) => continue,
-            Err(error) => {
-                let _ = tx.send(close(format!("not an envelope: {error}"))).await;
-                break;
-            }
-        };
-        match event {
-            Event::Requested(request) => {
-                let cancel = session.child_token();
-                running
-                    .lock()
-                    .expect("running lock")
-                    .insert(id.clone(), cancel.clone());
-                let gateway = gateway.clone();
-                let caller = Arc::clone(&caller);
-                let tx = tx.clone();
-                let running = Arc::clone(&running);
-                tokio::spawn(async move {
-                    let identity = request
-                        .auth_token
-                        .as_deref()
-                        .and_then(|t| gateway.shared.identities.as_ref()?.by_token(t))
-                        .map(Arc::new)
-                        .or_else(|| caller.identity.clone());
-                    let mut req = gateway.request(
-                        &request.operation_id,
-                        request.input,
-                        &Caller { identity },
-                        &cancel,
-                        request.stream,
-                    );
-                    req.id = id.clone();
-                    req.timeout_ms = request.timeout_ms;
-                    let work = dispatch::dispatch(
-                        Arc::clone(&gateway.shared.registry),
-                        gateway.shared.config.default_timeout,
-                        req,
-                    );
-                    let send = |event: Event| {
-                        let tx = tx.clone();
-                        let message = Message::new(id.clone(), event);
-                        async move {
-                            tx.send(WsMessage::Binary(message.to_json_bytes().into()))
-                                .await
-                                .is_ok()
-                        }
-                    };
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = async {
-                            match work.await {
-                                Answer::Unary(Ok(output)) => { send(Event::Responded(output)).await; }
-                                Answer::Unary(Err(error)) => { send(Event::Error(error)).await; }
-                                Answer::Stream(mut items) => {
-                                    loop {
-                                        match items.next().await {
-                                            Some(Ok(output)) => if !send(Event::Responded(output)).await { break },
-                                            Some(Err(error)) => { send(Event::Error(error)).await; break }
-                                            None => { send(Event::Completed).await; break }
-                                        }
-                                    }
-                                }
-                            }
-                        } => {}
-                    }
-                    running.lock().expect("running lock").remove(&id);
-                });
-            }
-            Event::Aborted => {
-                if let Some(cancel) = running.lock().expect("running lock").remove(&id) {
-                    cancel.cancel();
-                }
-            }
-            // Calls from the server to a WebSocket peer are not made: answers are ignored.
-            Event::Responded(_) | Event::Completed | Event::Error(_) => {}
-        }
-    }
-    session.cancel();
-    drop(tx);
-    let _ = writer.await;
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            crate::websocket::serve_session(gateway.shared, caller.identity, remote, socket)
+        })
 }
 
 /// The gateway's routes over `shared`; with the `mcp` feature, `/mcp` too (gateway mode:
@@ -659,9 +533,12 @@ pub(crate) async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let _ = axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    let _ = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
 }
 
 /// Binds the gateway's TCP listener.

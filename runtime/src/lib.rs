@@ -40,7 +40,9 @@
 //! - [`connection`]: the symmetric [`Connection`], calls, subscriptions, aborts.
 //! - [`quic`]: [`Server`] and [`Client`] endpoints; [`tls`]: certificates and fingerprints.
 //! - The HTTP gateway (feature `http`, on by default): [`Server::serve_http`] serves POST, SSE
-//!   and WebSocket routes and `/openapi.json` over the same dispatch (design §7).
+//!   and WebSocket routes and `/openapi.json` over the same dispatch (design §7);
+//!   [`websocket`]: call-protocol sessions over WebSocket, a [`Connection`] in both directions,
+//!   and the [`WebSocketClient`].
 //! - [`config`]: [`ProtocolConfig`], the protocol tunables.
 //! - [`demo`]: the demo service behind `alknet serve --demo`.
 //!
@@ -65,6 +67,8 @@ pub mod quic;
 pub mod registry;
 pub mod tls;
 pub mod typed;
+#[cfg(feature = "http")]
+pub mod websocket;
 pub mod wire;
 
 // Lets `#[operation]` expand to `::alknet::…` paths inside this crate too (the demo service).
@@ -91,3 +95,5 @@ pub use alknet_macros::operation;
 /// schemars, re-exported so `#[derive(JsonSchema)]` users and generated code agree on one version.
 pub use schemars;
 pub use tls::{Fingerprint, ServerVerification, TlsIdentity};
+#[cfg(feature = "http")]
+pub use websocket::{WebSocketClient, WebSocketOptions};

@@ -320,6 +320,21 @@ pub fn encode_frame(message: &Message, max_len: u32) -> Result<Bytes, FrameError
     Ok(buf.freeze())
 }
 
+/// The bodies of the whole frames in `chunk` (frames as [`encode_frame_into`] appends them), without
+/// copying: how a message transport (a WebSocket) turns the frame stream into one message per
+/// envelope. A truncated tail is not a frame and is not returned.
+pub fn split_frames(mut chunk: Bytes) -> impl Iterator<Item = Bytes> {
+    std::iter::from_fn(move || {
+        let len = u32::from_be_bytes(chunk.get(..4)?.try_into().ok()?) as usize;
+        if chunk.len() < 4 + len {
+            return None;
+        }
+        let mut frame = chunk.split_to(4 + len);
+        frame.advance(4);
+        Some(frame)
+    })
+}
+
 /// Frames up to this size are read without drawing on a [`FrameReader`]'s shared budget.
 pub const SMALL_FRAME_LEN: u32 = 64 * 1024;
 

@@ -6,8 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alknet::spec::{OpType, OperationSpec};
 use alknet::wire::{CallRequested, Event, Message};
-use alknet::{ConfigIdentities, Identity, Server, ServerOptions};
+use alknet::{
+    CallOptions, ConfigIdentities, Handler, Identity, Registry, Server, ServerOptions,
+    WebSocketClient, WebSocketOptions,
+};
 use common::{DropProbe, Probes, test_registry};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -35,7 +39,22 @@ async fn start() -> Gateway {
             .with_token("alk_user", Identity::new("user", ["user"])),
     ));
     options.protocol.max_frame_len = 64 * 1024;
-    let server = Server::bind(test_registry(&probes), options).unwrap();
+    let mut registry = test_registry(&probes);
+    // Subscribes to `client/count` on the caller's side and forwards its items: a subscription
+    // from the gateway to a WebSocket peer.
+    registry
+        .register_handler(
+            OperationSpec::new("test/peer_count", OpType::Subscription).unwrap(),
+            Handler::subscription(|ctx, input| async move {
+                let peer = ctx
+                    .peer()
+                    .cloned()
+                    .ok_or_else(|| alknet::CallError::not_found("no peer"))?;
+                peer.subscribe_json("client/count", input).await
+            }),
+        )
+        .unwrap();
+    let server = Server::bind(registry, options).unwrap();
     let addr = server
         .serve_http("127.0.0.1:0".parse().unwrap())
         .await
@@ -478,6 +497,149 @@ async fn websocket_sessions_speak_the_call_protocol() {
     );
 }
 
+/// The gateway calls a plain WebSocket peer: `demo/ask_peer` sends it a `call.requested` for
+/// `client/name`, and its answer comes back inside the answer to the peer's own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_peers_answer_the_gateways_calls() {
+    let gw = start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&gw.ws).await.unwrap();
+    ws.send(envelope(&requested("1", "/demo/ask_peer", json!({}))))
+        .await
+        .unwrap();
+    let question = next_message(&mut ws).await;
+    let Event::Requested(request) = &question.event else {
+        panic!("expected a request from the gateway, got {question:?}")
+    };
+    assert_eq!(request.operation_id, "/client/name");
+    assert!(request.timeout_ms.is_some(), "the deadline goes along");
+    ws.send(envelope(&Message::new(
+        question.id.clone(),
+        Event::Responded(json!("a python-ish peer")),
+    )))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Message::new(
+            "1",
+            Event::Responded(json!({"peer_says": "a python-ish peer"}))
+        )
+    );
+    // A peer that answers with an error: the error passes through.
+    ws.send(envelope(&requested("2", "/demo/ask_peer", json!({}))))
+        .await
+        .unwrap();
+    let question = next_message(&mut ws).await;
+    ws.send(envelope(&Message::new(
+        question.id,
+        Event::Error(alknet::CallError::not_found("no such operation here")),
+    )))
+    .await
+    .unwrap();
+    let Event::Error(error) = next_message(&mut ws).await.event else {
+        panic!()
+    };
+    assert_eq!(error.code, "NOT_FOUND");
+}
+
+/// A Rust [`WebSocketClient`] session is a `Connection` like a QUIC one: calls, subscriptions,
+/// deadlines, aborts and identity one way; the gateway's calls and subscriptions the other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_client_sessions_call_both_ways() {
+    let gw = start().await;
+    let mut registry = Registry::new();
+    registry
+        .register_handler(
+            OperationSpec::new("client/name", OpType::Query).unwrap(),
+            Handler::unary(|_ctx, _input| async move { Ok(json!("rust ws client")) }),
+        )
+        .unwrap();
+    registry
+        .register_handler(
+            OperationSpec::new("client/count", OpType::Subscription).unwrap(),
+            Handler::subscription(|_ctx, input: Value| async move {
+                let upto = input["upto"].as_u64().unwrap_or(3);
+                Ok(futures_util::stream::iter(1..=upto).map(|n| Ok(json!(n))))
+            }),
+        )
+        .unwrap();
+    let client = WebSocketClient::new(
+        registry,
+        WebSocketOptions {
+            auth_token: Some("alk_admin".into()),
+            ..WebSocketOptions::default()
+        },
+    );
+    let conn = client.connect(&gw.ws).await.unwrap();
+    assert!(conn.quic().is_none());
+    // The upgrade's bearer token is the session's identity.
+    assert_eq!(
+        conn.call_json("demo/whoami", json!({})).await.unwrap(),
+        json!({"id": "admin", "scopes": ["admin"]})
+    );
+    // Typed calls work as on QUIC.
+    let sum = conn
+        .call::<alknet::demo::AddOp>(&alknet::demo::AddInput {
+            a: 20.into(),
+            b: 22.into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(sum.sum, serde_json::Number::from(42));
+    // The gateway calls this client back, while this client waits on the gateway.
+    assert_eq!(
+        conn.call_json("demo/ask_peer", json!({})).await.unwrap(),
+        json!({"peer_says": "rust ws client"})
+    );
+    // A subscription from the gateway to this client, forwarded back to it.
+    let items: Vec<_> = conn
+        .subscribe_json("test/peer_count", json!({"upto": 4}))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let items: Vec<Value> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(items, vec![json!(1), json!(2), json!(3), json!(4)]);
+    // Subscriptions from this client, concurrently with a call.
+    let ticks = conn
+        .subscribe_json("demo/ticks", json!({"count": 3}))
+        .await
+        .unwrap();
+    let (ticks, echoed) = tokio::join!(
+        ticks.collect::<Vec<_>>(),
+        conn.call_json("demo/echo", json!("concurrent"))
+    );
+    assert_eq!(ticks.len(), 3);
+    assert_eq!(echoed.unwrap(), json!("concurrent"));
+    // A deadline: the call fails with TIMEOUT and the gateway drops the handler.
+    let error = conn
+        .call_json_with(
+            "test/slow",
+            json!({"ms": 30_000}),
+            CallOptions::timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "TIMEOUT");
+    assert!(gw.probes.slow.wait_for(1, LONG).await);
+    // Dropping a subscription aborts it on the gateway.
+    let mut forever = conn
+        .subscribe_json("test/forever", Value::Null)
+        .await
+        .unwrap();
+    assert!(forever.next().await.unwrap().is_ok());
+    drop(forever);
+    assert!(gw.probes.forever.wait_for(1, LONG).await);
+    // The gateway shutting down ends the session; calls then fail with "connection closed".
+    let Gateway {
+        _server: server, ..
+    } = gw;
+    server.shutdown(Duration::from_secs(1)).await;
+    tokio::time::timeout(LONG, conn.closed()).await.unwrap();
+    let error = conn.call_json("demo/echo", json!(1)).await.unwrap_err();
+    assert_eq!(error.message, "connection closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_garbage_closes_with_a_protocol_error() {
     let gw = start().await;
@@ -498,6 +660,22 @@ async fn websocket_garbage_closes_with_a_protocol_error() {
         assert_eq!(u16::from(frame.code), 1002, "{garbage:?}");
         assert!(!frame.reason.is_empty());
     }
+    // A message over the frame limit (64 KiB here) ends the session before it is buffered.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&gw.ws).await.unwrap();
+    let huge = WsMessage::Binary(vec![b'x'; 256 * 1024].into());
+    let _ = ws.send(huge).await;
+    let ended = tokio::time::timeout(LONG, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break None,
+            }
+        }
+    })
+    .await
+    .expect("the session ends");
+    assert_eq!(ended, Some(1009));
     // The gateway still serves.
     assert_eq!(
         gw.call("demo/add", json!({"a": 1, "b": 1}), None).await.0,
