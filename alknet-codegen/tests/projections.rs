@@ -304,3 +304,22 @@ fn the_cli_writes_and_checks_generated_files() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The Docker pack's code in the runtime is what `alknet-codegen rust schemas/docker.json`
+/// writes: the service file is the source of truth. `UPDATE_GOLDEN=1` regenerates it (so does
+/// `cargo run -p alknet-codegen -- rust schemas/docker.json -o runtime/src/docker/api.rs`).
+#[test]
+fn the_docker_pack_is_generated_from_its_service_file() {
+    let path = root().join("schemas/docker.json");
+    let generated = alknet_codegen::rust_source(&load(&path).unwrap(), &path).unwrap();
+    let committed = root().join("runtime/src/docker/api.rs");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&committed, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&committed).unwrap();
+    assert!(
+        on_disk == generated,
+        "runtime/src/docker/api.rs is not what schemas/docker.json generates: run \
+         `cargo run -p alknet-codegen -- rust schemas/docker.json -o runtime/src/docker/api.rs`"
+    );
+}

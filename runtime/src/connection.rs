@@ -116,10 +116,12 @@ enum Link {
     Quic(quinn::Connection),
     /// A message transport (a WebSocket session): one envelope per message, in both
     /// directions, behaving as one stream that everything shares.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     Messages(MessageLink),
 }
 
 /// The connection's side of a message transport; [`MessageTransport`] is the transport's side.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 struct MessageLink {
     remote: SocketAddr,
     /// The one stream: every request and answer goes through it.
@@ -155,6 +157,7 @@ impl Link {
 }
 
 /// What a message transport (a WebSocket session) gets from [`Connection::start_messages`].
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) struct MessageTransport {
     /// Length-prefixed frames for the peer, one or more per chunk ([`crate::wire::split_frames`]):
     /// each frame's body goes out as one message.
@@ -164,6 +167,7 @@ pub(crate) struct MessageTransport {
     violation: Arc<OnceLock<String>>,
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 impl MessageTransport {
     /// Why the connection is closing, when the peer broke the protocol (a close reason for it).
     pub fn violation(&self) -> Option<&str> {
@@ -172,6 +176,7 @@ impl MessageTransport {
 }
 
 /// What a message transport hands the connection.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum Incoming {
     /// One message: an envelope (not length-prefixed).
     Envelope(Bytes),
@@ -180,6 +185,7 @@ pub(crate) enum Incoming {
 }
 
 /// The key of the single stream of a message link.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 const MESSAGE_STREAM_KEY: u64 = 0;
 
 struct ConnInner {
@@ -283,6 +289,7 @@ impl Connection {
     /// Starts a connection over a message transport (a WebSocket session): `incoming` are the
     /// peer's messages, and the returned [`MessageTransport`] says what to send and when to
     /// close. `identity` is who the peer is for the whole session (from its upgrade request).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn start_messages(
         shared: Arc<NodeShared>,
         identity: Option<Arc<Identity>>,
@@ -684,6 +691,7 @@ impl ConnInner {
 
     /// Reads the peer's messages on a message link until it ends, handling each as
     /// [`ConnInner::read_frames`] does for a QUIC stream.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     async fn read_messages(
         self: Arc<Self>,
         mut incoming: BoxStream<'static, Incoming>,

@@ -43,6 +43,8 @@
 //!   and WebSocket routes and `/openapi.json` over the same dispatch (design §7);
 //!   [`websocket`]: call-protocol sessions over WebSocket, a [`Connection`] in both directions,
 //!   and the [`WebSocketClient`].
+//! - The Docker pack (feature `docker`, on by default): [`docker`] serves containers and
+//!   images as `docker/…` operations and interactive sessions on ALPN `alknet/tty` (design §11).
 //! - [`config`]: [`ProtocolConfig`], the protocol tunables.
 //! - [`demo`]: the demo service behind `alknet serve --demo`.
 //!
@@ -56,6 +58,8 @@ pub mod context;
 pub mod demo;
 pub mod discovery;
 mod dispatch;
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod env;
 pub mod error;
 #[cfg(feature = "http")]
@@ -84,7 +88,9 @@ pub use context::Context;
 pub use env::{Env, NestedOptions};
 pub use error::CallError;
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
-pub use quic::{Client, ClientOptions, EndpointError, Server, ServerOptions};
+pub use quic::{
+    AlpnService, Client, ClientOptions, EndpointError, NodeHandle, Server, ServerOptions,
+};
 pub use registry::{Composition, Handler, Registry, RegistryError};
 pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, ServeOperation, State};
 

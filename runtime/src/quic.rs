@@ -77,6 +77,47 @@ pub struct ServerOptions {
     /// MCP at `/mcp` exposes four fixed tools (`search`, `schema`, `call`, `batch`) instead of
     /// one tool per operation: for registries too large to list.
     pub mcp_gateway_mode: bool,
+    /// Other protocols served on the same endpoint, each under its own ALPN (the Docker pack's
+    /// interactive sessions, `alknet/tty`). Connections that negotiate `alknet/call` get the call
+    /// protocol; the others go to the service of their ALPN.
+    pub alpn_services: Vec<Arc<dyn AlpnService>>,
+}
+
+/// A protocol served next to the call protocol on a [`Server`]'s endpoint, under its own ALPN.
+pub trait AlpnService: Send + Sync + 'static {
+    /// The ALPN protocol id it answers to.
+    fn alpn(&self) -> &'static [u8];
+
+    /// Serves one connection until it ends. `node` carries the server's registry (ownership
+    /// providers), identities and shutdown.
+    fn serve(
+        &self,
+        connection: quinn::Connection,
+        node: NodeHandle,
+    ) -> futures_util::future::BoxFuture<'static, ()>;
+}
+
+/// What an [`AlpnService`] may use of the server: its registry, identities and shutdown.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<NodeShared>,
+}
+
+impl NodeHandle {
+    /// The server's registry (for its ownership providers and state).
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Resolves identities from certificates and tokens, if the server has a provider.
+    pub fn identities(&self) -> Option<&Arc<dyn IdentityProvider>> {
+        self.shared.identities.as_ref()
+    }
+
+    /// Completes when the server begins shutting down.
+    pub async fn shutting_down(&self) {
+        self.shared.shutdown.cancelled().await
+    }
 }
 
 impl ServerOptions {
@@ -89,6 +130,7 @@ impl ServerOptions {
             max_connections: 4096,
             identities: None,
             mcp_gateway_mode: false,
+            alpn_services: Vec::new(),
         }
     }
 }
@@ -112,7 +154,9 @@ impl Server {
             Some(identity) => identity,
             None => TlsIdentity::self_signed(&["localhost", "127.0.0.1", "::1"])?,
         };
-        let crypto = tls::server_config(&identity, &[ALPN_CALL])?;
+        let mut alpns = vec![ALPN_CALL];
+        alpns.extend(options.alpn_services.iter().map(|s| s.alpn()));
+        let crypto = tls::server_config(&identity, &alpns)?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
             .map_err(|e| EndpointError::Config(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -137,6 +181,7 @@ impl Server {
             Arc::clone(&shared),
             Arc::clone(&connections),
             options.max_connections,
+            options.alpn_services,
         ));
         Ok(Server {
             endpoint,
@@ -226,6 +271,7 @@ async fn accept_connections(
     shared: Arc<NodeShared>,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     max_connections: usize,
+    alpn_services: Vec<Arc<dyn AlpnService>>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         if connections.lock().expect("connections lock").len() >= max_connections {
@@ -235,6 +281,7 @@ async fn accept_connections(
         }
         let shared = Arc::clone(&shared);
         let connections = Arc::clone(&connections);
+        let alpn_services = alpn_services.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let quic = match incoming.await {
@@ -244,8 +291,24 @@ async fn accept_connections(
                     return;
                 }
             };
-            if negotiated_alpn(&quic).as_deref() != Some(ALPN_CALL) {
-                quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN");
+            let alpn = negotiated_alpn(&quic);
+            if alpn.as_deref() != Some(ALPN_CALL) {
+                match alpn_services
+                    .iter()
+                    .find(|s| Some(s.alpn()) == alpn.as_deref())
+                {
+                    Some(service) => {
+                        debug!(%remote, "connection accepted for another ALPN");
+                        let served = service.serve(
+                            quic,
+                            NodeHandle {
+                                shared: Arc::clone(&shared),
+                            },
+                        );
+                        shared.tracker.spawn(served);
+                    }
+                    None => quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN"),
+                }
                 return;
             }
             debug!(%remote, "connection accepted");
@@ -364,6 +427,37 @@ impl Client {
         }
         Ok(Connection::start(quic, Arc::clone(&self.shared)))
     }
+}
+
+/// Dials `addr` with `alpn` instead of the call protocol: the client side of an
+/// [`AlpnService`] (the interactive sessions' `alknet/tty`). The endpoint must outlive the
+/// connection.
+pub async fn connect_alpn(
+    options: &ClientOptions,
+    addr: SocketAddr,
+    server_name: &str,
+    alpn: &[u8],
+) -> Result<(quinn::Endpoint, quinn::Connection), EndpointError> {
+    let connect_error = |reason: String| EndpointError::Connect { addr, reason };
+    let crypto = tls::client_config(&options.verification, options.identity.as_ref(), alpn)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+        .map_err(|e| EndpointError::Config(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(&options.protocol)?));
+    let endpoint = bind_client_endpoint()?;
+    let quic = endpoint
+        .connect_with(config, addr, server_name)
+        .map_err(|e| connect_error(e.to_string()))?
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    if negotiated_alpn(&quic).as_deref() != Some(alpn) {
+        quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN");
+        return Err(connect_error(format!(
+            "the server did not agree on ALPN {}",
+            String::from_utf8_lossy(alpn)
+        )));
+    }
+    Ok((endpoint, quic))
 }
 
 fn bind_client_endpoint() -> Result<quinn::Endpoint, EndpointError> {

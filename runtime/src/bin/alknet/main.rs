@@ -20,6 +20,9 @@ use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+#[cfg(feature = "docker")]
+mod tty;
+
 #[derive(Parser)]
 #[command(name = "alknet", version, about = "Typed remote operations over QUIC")]
 struct Cli {
@@ -60,6 +63,21 @@ enum Command {
     List {
         #[command(flatten)]
         target: Target,
+    },
+    /// Open a terminal in a container of a node serving the Docker pack (ALPN `alknet/tty`):
+    /// a shell, or CMD after `--`. Exits with the command's exit code.
+    #[cfg(feature = "docker")]
+    Tty {
+        #[command(flatten)]
+        target: Target,
+        /// Container id or name.
+        container: String,
+        /// Attach to the container's main process instead of starting a command.
+        #[arg(long)]
+        attach: bool,
+        /// The command to run (default `/bin/sh`).
+        #[arg(last = true)]
+        cmd: Vec<String>,
     },
     /// Print the full OperationSpec of one operation.
     Schema {
@@ -138,6 +156,11 @@ struct ServeArgs {
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    /// Serve the Docker pack (`docker/…` operations, interactive sessions on ALPN
+    /// `alknet/tty`) with the daemon at this socket (default /var/run/docker.sock).
+    #[cfg(feature = "docker")]
+    #[arg(long, num_args = 0..=1, default_missing_value = alknet::docker::DEFAULT_SOCKET, value_name = "SOCKET")]
+    docker: Option<String>,
 }
 
 #[derive(Args)]
@@ -272,6 +295,13 @@ async fn run(cli: Cli) -> ExitCode {
             })
             .await
         }
+        #[cfg(feature = "docker")]
+        Command::Tty {
+            target,
+            container,
+            attach,
+            cmd,
+        } => tty::run(&target, container, attach, cmd).await,
         Command::Schema { target, op } => {
             client_command(&target, |conn| async move {
                 print_json(
@@ -357,7 +387,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing the SIGINT handler")?;
-    let server = Server::bind(node_registry(args.demo), options)?;
+    #[allow(unused_mut)]
+    let mut registry = node_registry(args.demo);
+    #[cfg(feature = "docker")]
+    if let Some(socket) = &args.docker {
+        let pack = alknet::docker::DockerPack::connect(socket).await?;
+        tracing::info!(socket = %socket, api = %pack.api_version(), "Docker pack on");
+        pack.register(&mut registry)?;
+        options
+            .alpn_services
+            .push(alknet::docker::tty::TtyService::new(pack));
+    }
+    let server = Server::bind(registry, options)?;
     let http = match args.http {
         Some(addr) => format!(" http={}", server.serve_http(addr).await?),
         None => String::new(),
@@ -408,6 +449,19 @@ where
 
 async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
     let local = |message: String| CallError::internal(message);
+    let (options, addr, server_name) = client_options(target).await?;
+    let client =
+        Client::with_registry(cli_registry(), options).map_err(|e| local(e.to_string()))?;
+    let conn = client
+        .connect(addr, &server_name)
+        .await
+        .map_err(|e| local(e.to_string()))?;
+    Ok((client, conn))
+}
+
+/// How to reach and trust the node `target` names: client options, address, server name.
+async fn client_options(target: &Target) -> Result<(ClientOptions, SocketAddr, String), CallError> {
+    let local = |message: String| CallError::internal(message);
     let verification = if let Some(pin) = &target.pin {
         ServerVerification::pin(pin.parse().map_err(|e| local(format!("{e}")))?)
     } else if let Some(ca) = &target.ca {
@@ -430,20 +484,14 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
         .map_or(target.addr.as_str(), |(host, _)| host)
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let server_name = target.server_name.as_deref().unwrap_or(host);
+    let server_name = target.server_name.as_deref().unwrap_or(host).to_owned();
     let mut options = ClientOptions::new(verification);
     options.auth_token = target.token.clone();
     if let (Some(cert), Some(key)) = (&target.cert, &target.key) {
         options.identity =
             Some(TlsIdentity::from_pem_files(cert, key).map_err(|e| local(e.to_string()))?);
     }
-    let client =
-        Client::with_registry(cli_registry(), options).map_err(|e| local(e.to_string()))?;
-    let conn = client
-        .connect(addr, server_name)
-        .await
-        .map_err(|e| local(e.to_string()))?;
-    Ok((client, conn))
+    Ok((options, addr, server_name))
 }
 
 /// What the CLI offers the node to call back: `client/name` (used by `demo/ask_peer`).
