@@ -13,7 +13,8 @@ log() { printf 'docker-test-env: %s\n' "$*"; }
 
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
-[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx stty || need+=(busybox-static)
+# The image needs a static busybox: a dynamic one would find no libc in the container.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
