@@ -1068,3 +1068,79 @@ async fn the_tty_command_passes_the_exit_code_through() {
     let _ = serve.wait();
     let _ = std::fs::remove_file(config);
 }
+
+/// Bad input on `alknet/tty`: a clear error answer for a bad request, and a session that breaks
+/// the chunk format ends with its process killed. The node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tty_bad_input_gets_an_error_and_loses_nothing() {
+    let Some(pack) = daemon("tty_bad_input_gets_an_error_and_loses_nothing").await else {
+        return;
+    };
+    let node = Node::start(pack).await;
+    let alice = node.as_caller(Some("tok_alice")).await;
+    let c = container(&node, &alice, sleeper(), true).await;
+    let options = ClientOptions::new(ServerVerification::pin(node.server.fingerprint()));
+    let (_endpoint, conn) =
+        alknet::quic::connect_alpn(&options, node.server.local_addr(), "localhost", ALPN_TTY)
+            .await
+            .unwrap();
+    // The answer to a bad request: a length-prefixed `{"error": …}`, then the end.
+    let answer = async |request: &[u8]| -> Value {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(request).await.unwrap();
+        let _ = send.finish();
+        let body = tokio::time::timeout(LONG, recv.read_to_end(1 << 20))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.len() > 4, "{body:?}");
+        serde_json::from_slice(&body[4..]).unwrap()
+    };
+    let framed = |json: &str| {
+        let mut frame = (json.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(json.as_bytes());
+        frame
+    };
+    // A hostile length is refused before anything is buffered.
+    let refused = answer(&0x7fff_ffffu32.to_be_bytes()).await;
+    assert_eq!(refused["error"]["code"], "INVALID_INPUT", "{refused}");
+    // Not JSON, an unknown field, a wrong type.
+    for bad in [
+        "not json",
+        r#"{"container": "x", "shell": true}"#,
+        r#"{"container": 5}"#,
+    ] {
+        let refused = answer(&framed(bad)).await;
+        assert_eq!(
+            refused["error"]["code"], "INVALID_INPUT",
+            "{bad}: {refused}"
+        );
+    }
+    // A session that sends a chunk for a stream that does not exist is ended, and its
+    // process killed.
+    let mut request = TtyRequest::new(c.id.clone(), TtyMode::Exec);
+    request.token = Some("tok_alice".into());
+    request.cmd = ["sh", "-c", "echo ready; exec sleep 4444"]
+        .map(String::from)
+        .to_vec();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&framed(&serde_json::to_string(&request).unwrap()))
+        .await
+        .unwrap();
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await.unwrap();
+    let mut ok = vec![0u8; u32::from_be_bytes(len) as usize];
+    recv.read_exact(&mut ok).await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&ok).unwrap()["ok"], true);
+    let (cid, conn2) = (c.id.clone(), alice.clone());
+    assert!(eventually(async || processes(&conn2, &cid).await.contains("sleep 4444")).await);
+    send.write_all(&[9, 0, 0, 0, 1, b'x']).await.unwrap();
+    assert!(
+        eventually(async || !processes(&conn2, &cid).await.contains("sleep 4444")).await,
+        "the process outlived a session that broke the format"
+    );
+    // The node still serves sessions.
+    request.cmd = ["sh", "-c", "exit 8"].map(String::from).to_vec();
+    let mut session = node.tty(&request).await.unwrap();
+    assert_eq!(exit_of(&mut session).await, 8);
+}

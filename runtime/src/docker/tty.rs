@@ -59,6 +59,8 @@ pub mod stream_id {
 pub const MAX_CHUNK: u32 = 1024 * 1024;
 /// The largest negotiation frame.
 pub const MAX_NEGOTIATION: u32 = 64 * 1024;
+/// How long a new stream may take to send its session request.
+const NEGOTIATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a session runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,7 +333,15 @@ struct Started {
 
 impl Session {
     async fn run(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let request = match read_json_frame::<TtyRequest>(&mut recv).await {
+        let request = tokio::time::timeout(NEGOTIATION_TIMEOUT, read_json_frame(&mut recv))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TtyError::Protocol(format!(
+                    "no session request within {} s",
+                    NEGOTIATION_TIMEOUT.as_secs()
+                )))
+            });
+        let request: TtyRequest = match request {
             Ok(request) => request,
             Err(error) => {
                 let error = CallError::invalid_input(error.to_string(), "");
