@@ -1144,3 +1144,200 @@ async fn tty_bad_input_gets_an_error_and_loses_nothing() {
     let mut session = node.tty(&request).await.unwrap();
     assert_eq!(exit_of(&mut session).await, 8);
 }
+
+/// A pseudo-terminal for a child process: (master, slave).
+fn open_pty(cols: u16, rows: u16) -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut master = 0;
+    let mut slave = 0;
+    let mut size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two fds into the integers we pass; we own them from here on.
+    let result = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &mut size,
+        )
+    };
+    assert_eq!(result, 0, "openpty: {}", std::io::Error::last_os_error());
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    }
+}
+
+/// `alknet tty` on a real terminal: raw mode (the local terminal does not echo; the remote one
+/// does), SIGWINCH carries the new size to the remote terminal, the exit code comes back, and
+/// the terminal's settings are restored afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tty_command_on_a_terminal_goes_raw_and_follows_resizes() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let Some(pack) = daemon("the_tty_command_on_a_terminal_goes_raw_and_follows_resizes").await
+    else {
+        return;
+    };
+    let node = Node::start(pack).await;
+    let alice = node.as_caller(Some("tok_alice")).await;
+    let c = container(&node, &alice, sleeper(), true).await;
+    let (mut master, slave) = open_pty(100, 30);
+    let termios_of = |fd: i32| {
+        // SAFETY: tcgetattr fills the struct we pass.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut termios) }, 0);
+        termios
+    };
+    let before = termios_of(slave.as_raw_fd());
+    assert_ne!(before.c_lflag & libc::ECHO, 0);
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_alknet"));
+    command
+        .args([
+            "tty",
+            "--pin",
+            &node.server.fingerprint().to_string(),
+            "--token",
+            "tok_alice",
+        ])
+        .arg(node.server.local_addr().to_string())
+        .arg(&c.id)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.5; stty size; read a; stty size; read b; exit $b",
+        ])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+    // controlling terminal is the pty, so the kernel sends it SIGWINCH.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+
+    // Everything the child writes, collected by a reader thread.
+    let screen = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut reader = master.try_clone().unwrap();
+    let collected = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |needle: &str| {
+        for _ in 0..200 {
+            if screen.lock().unwrap().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no {needle:?} on the screen: {:?}", screen.lock().unwrap());
+    };
+
+    wait_for("30 100");
+    // Raw mode while the session lasts.
+    assert_eq!(termios_of(slave.as_raw_fd()).c_lflag & libc::ECHO, 0);
+    // The terminal window grows: the kernel signals SIGWINCH, the session resizes.
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the struct we pass.
+    assert_eq!(
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) },
+        0
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    master.write_all(b"go\r").unwrap();
+    wait_for("40 120");
+    master.write_all(b"7\r").unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(7), "{:?}", screen.lock().unwrap());
+    // The terminal is as it was.
+    assert_ne!(termios_of(slave.as_raw_fd()).c_lflag & libc::ECHO, 0);
+}
+
+/// The pack's operations over the HTTP gateway: the same access rules, its declared HTTP
+/// statuses, and the OpenAPI document describing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_operations_over_the_http_gateway() {
+    let Some(pack) = daemon("docker_operations_over_the_http_gateway").await else {
+        return;
+    };
+    let node = Node::start(pack).await;
+    let addr = node
+        .server
+        .serve_http("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = async |path: &str, token: Option<&str>, body: Value| -> (u16, Value) {
+        let mut request = http.post(format!("http://{addr}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    };
+    let (status, images) = post("/ops/docker/image/list", Some("tok_alice"), json!({})).await;
+    assert_eq!(status, 200, "{images}");
+    assert!(images["images"].is_array());
+    let (status, error) = post("/ops/docker/image/list", None, json!({})).await;
+    assert_eq!((status, error["code"].as_str()), (401, Some("FORBIDDEN")));
+    let (status, error) = post(
+        "/call",
+        Some("tok_ops"),
+        json!({"operation": "docker/container/inspect", "input": {"id": "alknet-no-such-container"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("CONTAINER_NOT_FOUND"))
+    );
+    let openapi: Value = http
+        .get(format!("http://{addr}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pull = &openapi["paths"]["/ops/docker/image/pull"]["post"];
+    assert!(
+        pull["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{pull}"
+    );
+    assert!(
+        pull["responses"]["502"].is_object(),
+        "IMAGE_PULL_FAILED is documented: {pull}"
+    );
+}
