@@ -719,25 +719,11 @@ impl ConnInner {
                 Some(Incoming::Violation(problem)) => break Some(problem),
                 Some(Incoming::Envelope(body)) => body,
             };
-            match Message::decode(&body) {
-                Ok(message) => {
-                    self.handle_message(message, MESSAGE_STREAM_KEY, &writer, &token, &mut out)
-                        .await
-                }
-                Err(DecodeError::NotEnvelope(error)) => {
-                    break Some(format!("not an envelope: {error}"));
-                }
-                Err(DecodeError::UnknownType { id, event_type }) => {
-                    debug!(%id, %event_type, "ignoring unknown event type");
-                }
-                Err(DecodeError::BadPayload {
-                    id,
-                    event_type,
-                    reason,
-                }) => {
-                    self.handle_bad_payload(id, event_type, reason, &mut out)
-                        .await
-                }
+            if let Err(problem) = self
+                .handle_body(&body, MESSAGE_STREAM_KEY, &writer, &token, &mut out)
+                .await
+            {
+                break Some(format!("not an envelope: {problem}"));
             }
             if !out.is_empty() {
                 if let Some(tx) = writer.get() {
@@ -831,23 +817,11 @@ impl ConnInner {
                 }
                 Err(error) => break Some(error.to_string()),
             };
-            match Message::decode(&body) {
-                Ok(message) => {
-                    self.handle_message(message, key, &writer, &token, &mut out)
-                        .await
-                }
-                Err(DecodeError::NotEnvelope(error)) => break Some(error.to_string()),
-                Err(DecodeError::UnknownType { id, event_type }) => {
-                    debug!(%id, %event_type, "ignoring unknown event type");
-                }
-                Err(DecodeError::BadPayload {
-                    id,
-                    event_type,
-                    reason,
-                }) => {
-                    self.handle_bad_payload(id, event_type, reason, &mut out)
-                        .await
-                }
+            if let Err(problem) = self
+                .handle_body(&body, key, &writer, &token, &mut out)
+                .await
+            {
+                break Some(problem);
             }
             if !out.is_empty() && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES) {
                 let chunk = out.split().freeze();
@@ -876,6 +850,31 @@ impl ConnInner {
             });
         }
         self.fail_pending(|p| p.stream_key == key);
+    }
+
+    /// Decodes one envelope and handles it. `Err` is a message that is not an envelope at all:
+    /// the stream (or session) must end.
+    async fn handle_body(
+        self: &Arc<Self>,
+        body: &[u8],
+        key: u64,
+        writer: &WriterRef,
+        token: &CancellationToken,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        match Message::decode(body) {
+            Ok(message) => self.handle_message(message, key, writer, token, out).await,
+            Err(DecodeError::NotEnvelope(error)) => return Err(error.to_string()),
+            Err(DecodeError::UnknownType { id, event_type }) => {
+                debug!(%id, %event_type, "ignoring unknown event type");
+            }
+            Err(DecodeError::BadPayload {
+                id,
+                event_type,
+                reason,
+            }) => self.handle_bad_payload(id, event_type, reason, out).await,
+        }
+        Ok(())
     }
 
     async fn handle_message(
