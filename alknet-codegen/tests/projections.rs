@@ -140,9 +140,9 @@ fn require_or_skip(name: &str) {
         !required,
         "{name} is required (ALKNET_REQUIRE_VALIDATORS is set) but was not found"
     );
-    eprintln!(
+    skipped(&format!(
         "SKIPPED: {name} not found; `bash .ci/run` installs it (set ALKNET_REQUIRE_VALIDATORS=1 to make this a failure)"
-    );
+    ));
 }
 
 #[test]
@@ -322,4 +322,11 @@ fn the_docker_pack_is_generated_from_its_service_file() {
         "runtime/src/docker/api.rs is not what schemas/docker.json generates: run \
          `cargo run -p alknet-codegen -- rust schemas/docker.json -o runtime/src/docker/api.rs`"
     );
+}
+
+/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
+/// passing tests, not writes to the stderr handle.
+fn skipped(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }

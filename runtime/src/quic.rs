@@ -228,7 +228,8 @@ impl Server {
         Ok(bound)
     }
 
-    /// The connections currently open. Each can call operations its client registered.
+    /// The QUIC connections currently open. Each can call operations its client registered.
+    /// (WebSocket sessions of the gateway are reached from handlers, through `Context::peer`.)
     pub fn connections(&self) -> Vec<Connection> {
         self.connections
             .lock()

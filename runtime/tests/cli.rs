@@ -257,6 +257,22 @@ fn serve_with_a_pem_certificate_and_bad_files() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/c.pem"));
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // `--docker` with no daemon behind the socket refuses to start, naming the socket.
+    let out = Command::new(ALKNET)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--docker",
+            "/nonexistent/docker.sock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no ready line");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! logs/exec/pull streams with their ends and aborts, interactive sessions on `alknet/tty`, and
 //! the `alknet tty` command.
 //!
-//! Needs a Docker daemon, the image `alknet-test:latest` and, for pulls, a registry on
-//! `ALKNET_TEST_REGISTRY` — `bash scripts/docker-test-env.sh` prepares all three. Without them
+//! Needs a Docker daemon (at `ALKNET_DOCKER_SOCKET`, default `/var/run/docker.sock`), the image
+//! `alknet-test:latest` and, for pulls, a registry on `ALKNET_TEST_REGISTRY` — `bash
+//! scripts/docker-test-env.sh` prepares all three. Without them
 //! these tests print SKIPPED; with `ALKNET_REQUIRE_DOCKER` set (CI) they fail instead.
 
 use std::sync::Arc;
@@ -28,16 +29,17 @@ const LONG: Duration = Duration::from_secs(20);
 /// The daemon, or `None` (after saying SKIPPED) when there is none and CI does not require one.
 async fn daemon(test: &str) -> Option<DockerPack> {
     let required = std::env::var_os("ALKNET_REQUIRE_DOCKER").is_some();
-    let pack = match DockerPack::connect(DEFAULT_SOCKET).await {
+    let socket = std::env::var("ALKNET_DOCKER_SOCKET").unwrap_or_else(|_| DEFAULT_SOCKET.into());
+    let pack = match DockerPack::connect(&socket).await {
         Ok(pack) => pack,
         Err(error) => {
             assert!(
                 !required,
                 "{test}: a Docker daemon is required (ALKNET_REQUIRE_DOCKER is set): {error}"
             );
-            eprintln!(
+            skipped(&format!(
                 "SKIPPED {test}: no Docker daemon ({error}); `bash scripts/docker-test-env.sh` starts one"
-            );
+            ));
             return None;
         }
     };
@@ -46,7 +48,9 @@ async fn daemon(test: &str) -> Option<DockerPack> {
             !required,
             "{test}: the image {IMAGE} is required; `bash scripts/docker-test-env.sh` builds it"
         );
-        eprintln!("SKIPPED {test}: no image {IMAGE}; `bash scripts/docker-test-env.sh` builds it");
+        skipped(&format!(
+            "SKIPPED {test}: no image {IMAGE}; `bash scripts/docker-test-env.sh` builds it"
+        ));
         return None;
     }
     Some(pack)
@@ -700,8 +704,8 @@ async fn image_pull_streams_progress_from_a_registry() {
             std::env::var_os("ALKNET_REQUIRE_DOCKER").is_none(),
             "ALKNET_TEST_REGISTRY must name a registry when ALKNET_REQUIRE_DOCKER is set"
         );
-        eprintln!(
-            "SKIPPED the successful pull: set ALKNET_TEST_REGISTRY (scripts/docker-test-env.sh starts one on 127.0.0.1:5000)"
+        skipped(
+            "SKIPPED the successful pull: set ALKNET_TEST_REGISTRY (scripts/docker-test-env.sh starts one on 127.0.0.1:5000)",
         );
         return;
     };
@@ -1150,7 +1154,7 @@ fn open_pty(cols: u16, rows: u16) -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;
     let mut master = 0;
     let mut slave = 0;
-    let mut size = libc::winsize {
+    let size = libc::winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
@@ -1163,7 +1167,7 @@ fn open_pty(cols: u16, rows: u16) -> (std::fs::File, std::fs::File) {
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            &mut size,
+            &size,
         )
     };
     assert_eq!(result, 0, "openpty: {}", std::io::Error::last_os_error());
@@ -1340,4 +1344,11 @@ async fn docker_operations_over_the_http_gateway() {
         pull["responses"]["502"].is_object(),
         "IMAGE_PULL_FAILED is documented: {pull}"
     );
+}
+
+/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
+/// passing tests, not writes to the stderr handle.
+fn skipped(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
