@@ -893,6 +893,29 @@ async fn tty_sessions_type_resize_signal_and_exit() {
     read_until(&mut session, "after-eof").await;
     assert_eq!(exit_of(&mut session).await, 4);
 
+    // Finishing the sending side ends the input too; output and exit code still arrive.
+    let mut session = node.tty(&request).await.unwrap();
+    session.writer.stdin(b"last\n").await.unwrap();
+    let TtySession {
+        writer, mut reader, ..
+    } = session;
+    writer.finish().unwrap();
+    let mut seen = String::new();
+    let code = tokio::time::timeout(LONG, async {
+        loop {
+            match reader.next().await.unwrap() {
+                TtyEvent::Stdout(bytes) | TtyEvent::Stderr(bytes) => {
+                    seen.push_str(&String::from_utf8_lossy(&bytes))
+                }
+                TtyEvent::Exit(code) => return code,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 4, "{seen:?}");
+    assert!(seen.contains("after-eof"), "{seen:?}");
+
     // Cancelling kills the process.
     request.cmd = ["sh", "-c", "echo ready; exec sleep 4343"]
         .map(String::from)

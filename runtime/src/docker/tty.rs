@@ -506,6 +506,9 @@ impl Session {
         let (events, mut from_client) = mpsc::channel(64);
         let reader = tokio::spawn(read_client(recv, events));
         let mut input_open = true;
+        // The client finished sending (it still reads): no more events to wait for.
+        let mut client_done = false;
+        // The client went away: nobody reads the output, the process is killed.
         let mut client_gone = false;
         loop {
             tokio::select! {
@@ -528,7 +531,7 @@ impl Session {
                     }
                     None => break,
                 },
-                event = from_client.recv(), if !client_gone => match event {
+                event = from_client.recv(), if !client_done => match event {
                     Some(ClientEvent::Stdin(bytes)) if input_open => {
                         if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
                             input_open = false;
@@ -550,7 +553,11 @@ impl Session {
                     Some(ClientEvent::Control(Control::Exit { .. })) => {}
                     // The client finished its side: no more input, keep sending output.
                     Some(ClientEvent::Finished) | None => {
-                        client_gone = from_client.is_closed();
+                        client_done = true;
+                        if input_open {
+                            input_open = false;
+                            end_input(&mut input, tty).await;
+                        }
                     }
                     Some(ClientEvent::Gone(why)) => {
                         debug!(%why, "session client gone: killing the process");
@@ -860,6 +867,14 @@ impl TtyWriter {
     pub async fn signal(&mut self, signal: &str) -> Result<(), TtyError> {
         self.write(&control_chunk(&Control::Signal(signal.to_owned())))
             .await
+    }
+
+    /// Sends nothing more (no input, resizes or signals): the process's input ends, and the
+    /// reader still gets the output and the exit code.
+    pub fn finish(mut self) -> Result<(), TtyError> {
+        self.send
+            .finish()
+            .map_err(|e| TtyError::Connection(e.to_string()))
     }
 
     /// Abandons the session: the server kills the process.
