@@ -279,10 +279,10 @@ impl Connection {
         let connection = Self::assemble(Link::Quic(quic), identity, shared);
         let inner = Arc::clone(connection.inner());
         let span = debug_span!("connection", %remote);
-        inner
-            .shared
-            .tracker
-            .spawn(Arc::clone(&inner).accept_streams().instrument(span));
+        // Not on the tracker: after a graceful shutdown begins this task only waits for the
+        // connection to close, which the server does after the tracked work is done. Tracked,
+        // it would hold every shutdown with a connected client for the whole grace period.
+        tokio::spawn(Arc::clone(&inner).accept_streams().instrument(span));
         connection
     }
 

@@ -118,6 +118,12 @@ impl NodeHandle {
     pub async fn shutting_down(&self) {
         self.shared.shutdown.cancelled().await
     }
+
+    /// Runs `task` on the server's task tracker: a graceful shutdown waits for it (up to the
+    /// grace period).
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.shared.tracker.spawn(task);
+    }
 }
 
 impl ServerOptions {

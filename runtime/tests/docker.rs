@@ -1375,3 +1375,33 @@ fn skipped(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{message}");
 }
+
+/// A graceful shutdown ends interactive sessions and kills their processes before it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_sessions_and_kills_their_processes() {
+    let Some(pack) = daemon("shutdown_ends_sessions_and_kills_their_processes").await else {
+        return;
+    };
+    let node = Node::start(pack).await;
+    let alice = node.as_caller(Some("tok_alice")).await;
+    let c = container(&node, &alice, sleeper(), true).await;
+    let mut request = TtyRequest::new(c.id.clone(), TtyMode::Exec);
+    request.token = Some("tok_alice".into());
+    request.cmd = ["sh", "-c", "echo ready; exec sleep 4545"]
+        .map(String::from)
+        .to_vec();
+    let mut session = node.tty(&request).await.unwrap();
+    read_until(&mut session, "ready").await;
+    assert!(processes(&alice, &c.id).await.contains("sleep 4545"));
+    let Node { server, pack } = node;
+    server.shutdown(Duration::from_secs(5)).await;
+    // Already gone when shutdown returns: asked straight from the daemon.
+    let top = pack
+        .docker()
+        .top_processes(&c.id, None::<bollard::query_parameters::TopOptions>)
+        .await
+        .unwrap();
+    let listed = format!("{:?}", top.processes);
+    assert!(!listed.contains("sleep 4545"), "{listed}");
+    assert!(session.reader.next().await.is_err(), "the session ended");
+}

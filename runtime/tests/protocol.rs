@@ -748,6 +748,27 @@ async fn graceful_shutdown_answers_in_flight_calls() {
     assert_eq!(end.message, "server shutting down");
 }
 
+/// With nothing running, a graceful shutdown does not wait out its grace period because a
+/// client is still connected; the client learns that the connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_does_not_hold_a_graceful_shutdown() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    assert_eq!(
+        conn.call_json("demo/echo", json!(1)).await.unwrap(),
+        json!(1)
+    );
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        node.server.shutdown(Duration::from_secs(600)),
+    )
+    .await
+    .expect("the shutdown waited for an idle connection");
+    tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_connection_stops_reading_new_requests() {
     let node = TestNode::with_config(ProtocolConfig {

@@ -296,7 +296,9 @@ impl AlpnService for TtyService {
                     node: node.clone(),
                     identity: identity.clone(),
                 };
-                tokio::spawn(session.run(send, recv));
+                // On the server's tracker: a graceful shutdown waits for sessions to end (they
+                // do at once: their connection is closed) and for their processes to be killed.
+                node.spawn(session.run(send, recv));
             }
         }
         .boxed()
@@ -569,7 +571,9 @@ impl Session {
         }
         reader.abort();
         if client_gone {
-            // Dropping the guard kills the process.
+            // Killed here rather than by the guard's drop, so the session's task (tracked by
+            // the server) ends only once the process is gone.
+            kill.fire().await;
             return;
         }
         let code = target.exit_code(&docker).await;
@@ -762,6 +766,13 @@ impl KillOnDrop {
 
     pub(super) fn disarm(&mut self) {
         self.target = None;
+    }
+
+    /// Kills the process now.
+    async fn fire(&mut self) {
+        if let Some(target) = self.target.take() {
+            target.signal(&self.docker, "KILL").await;
+        }
     }
 }
 
