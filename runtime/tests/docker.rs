@@ -373,6 +373,33 @@ async fn container_and_image_operations_against_the_daemon() {
         error.details,
         Some(json!({"pointer": "/labels/alknet.owner"}))
     );
+    // Ids and image names go into the daemon's URL paths: nothing that could leave its path
+    // segment or add a query gets there.
+    for id in ["../images/alknet-test", "x?force=true", "a/b", "a#b"] {
+        let owner_check = alice
+            .call_json("docker/container/remove", json!({"id": id}))
+            .await
+            .unwrap_err();
+        assert_eq!(owner_check.code, "FORBIDDEN", "{id}");
+        let validated = ops
+            .call_json("docker/container/remove", json!({"id": id}))
+            .await
+            .unwrap_err();
+        assert_eq!(validated.code, "INVALID_INPUT", "{id}");
+        assert_eq!(validated.details, Some(json!({"pointer": "/id"})));
+    }
+    for image in [
+        "../containers/x",
+        "a/../containers/x",
+        "alknet-test?x=1",
+        "/etc",
+    ] {
+        let error = alice
+            .call_json("docker/image/inspect", json!({"image": image}))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "INVALID_INPUT", "{image}");
+    }
     // Schema validation happens before the daemon is asked (after the access check).
     let error = ops
         .call_json(

@@ -41,6 +41,18 @@ pub const LABEL_OWNER: &str = "alknet.owner";
 /// Labels with this prefix belong to alknet; callers may not set them.
 pub const RESERVED_LABEL_PREFIX: &str = "alknet.";
 
+/// Whether `id` can name a container in a daemon request path: a hex id, an id prefix or a
+/// name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`). Ids go into URL paths unescaped, so `/`, `?`, `#` or
+/// `%` could reach other endpoints or add query parameters. The schemas say the same; this is
+/// for the places that see an id before schema validation (the ownership check runs first) or
+/// without it (interactive sessions).
+pub fn is_container_ref(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && id.len() <= 256
+}
+
 /// Why the pack could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerPackError {

@@ -31,6 +31,9 @@ impl OwnershipProvider for LabelOwnership {
         _action: &'a str,
     ) -> BoxFuture<'a, bool> {
         async move {
+            if !super::is_container_ref(resource_id) {
+                return false;
+            }
             let Ok(container) = self.docker.inspect_container(resource_id, None).await else {
                 return false;
             };

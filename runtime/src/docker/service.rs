@@ -522,6 +522,26 @@ mod tests {
     use super::split_reference;
 
     #[test]
+    fn container_refs_cannot_leave_their_path_segment() {
+        use crate::docker::is_container_ref;
+        for good in ["3f2c9a", "my-box_1.2", "a"] {
+            assert!(is_container_ref(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../images/x",
+            "a/b",
+            "a?force=true",
+            "a#b",
+            "%2e%2e",
+            ".hidden",
+            "-x",
+        ] {
+            assert!(!is_container_ref(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn references_split_into_name_and_tag() {
         let split = |s: &str| split_reference(s);
         assert_eq!(split("busybox"), ("busybox".into(), Some("latest".into())));

@@ -371,6 +371,12 @@ impl Session {
     }
 
     async fn start(&self, request: &TtyRequest) -> Result<Started, CallError> {
+        if !super::is_container_ref(&request.container) {
+            return Err(CallError::invalid_input(
+                "`container` must be a container id or name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+                "/container",
+            ));
+        }
         let identity = request
             .token
             .as_deref()
