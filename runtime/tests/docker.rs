@@ -1403,7 +1403,8 @@ fn skipped(message: &str) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
-/// A graceful shutdown ends interactive sessions and kills their processes before it returns.
+/// A graceful shutdown ends interactive sessions and exec subscriptions; their processes are
+/// killed by the time it (and the pack's cleanup) returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_sessions_and_kills_their_processes() {
     let Some(pack) = daemon("shutdown_ends_sessions_and_kills_their_processes").await else {
@@ -1419,10 +1420,23 @@ async fn shutdown_ends_sessions_and_kills_their_processes() {
         .to_vec();
     let mut session = node.tty(&request).await.unwrap();
     read_until(&mut session, "ready").await;
-    assert!(processes(&alice, &c.id).await.contains("sleep 4545"));
+    // And an exec subscription, which the shutdown ends.
+    let mut exec = alice
+        .subscribe_json(
+            "docker/container/exec",
+            json!({"id": c.id, "cmd": ["sh", "-c", "echo started; exec sleep 4646"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(exec.next().await.unwrap().unwrap()["text"], "started\n");
+    let running = processes(&alice, &c.id).await;
+    assert!(running.contains("sleep 4545") && running.contains("sleep 4646"));
     let Node { server, pack } = node;
     server.shutdown(Duration::from_secs(5)).await;
-    // Already gone when shutdown returns: asked straight from the daemon.
+    pack.wait_for_cleanup(Duration::from_secs(10)).await;
+    let end = exec.next().await.unwrap().unwrap_err();
+    assert_eq!(end.message, "server shutting down");
+    // Both gone once shutdown and cleanup return: asked straight from the daemon.
     let top = pack
         .docker()
         .top_processes(&c.id, None::<bollard::query_parameters::TopOptions>)
@@ -1430,5 +1444,6 @@ async fn shutdown_ends_sessions_and_kills_their_processes() {
         .unwrap();
     let listed = format!("{:?}", top.processes);
     assert!(!listed.contains("sleep 4545"), "{listed}");
+    assert!(!listed.contains("sleep 4646"), "{listed}");
     assert!(session.reader.next().await.is_err(), "the session ended");
 }

@@ -96,6 +96,8 @@ pub struct DockerPack {
     docker: Docker,
     /// Daemon streams (logs, exec, pull) open right now.
     streams: Arc<AtomicUsize>,
+    /// Kills of abandoned processes still under way.
+    cleanup: tokio_util::task::TaskTracker,
 }
 
 impl DockerPack {
@@ -119,7 +121,17 @@ impl DockerPack {
         Ok(DockerPack {
             docker,
             streams: Arc::default(),
+            cleanup: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Waits (up to `within`) until the processes of aborted exec subscriptions and abandoned
+    /// sessions are killed. For a node stopping: after [`Server::shutdown`](crate::Server::shutdown)
+    /// their kills may still be on their way to the daemon.
+    pub async fn wait_for_cleanup(&self, within: std::time::Duration) {
+        self.cleanup.close();
+        let _ = tokio::time::timeout(within, self.cleanup.wait()).await;
+        self.cleanup.reopen();
     }
 
     /// How many daemon streams (logs, exec output, pull progress) are open now. A subscription

@@ -305,7 +305,7 @@ impl DockerService for DockerPack {
         let StartExecResults::Attached { output, input: _ } = started else {
             return Err(OpError::Call(docker_error("the exec started detached")));
         };
-        let kill = super::tty::KillOnDrop::exec(self.docker.clone(), exec.clone());
+        let kill = super::tty::KillOnDrop::new(self, super::tty::Target::Exec(exec.clone()));
         let output = output.map(|item| {
             let (stream, bytes) = split_output(item.map_err(|e| op_error(e, Subject::Daemon))?);
             Ok(ExecItem::Output(ExecOutput {

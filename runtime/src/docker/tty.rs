@@ -503,10 +503,7 @@ impl Session {
             tty,
         } = started;
         let docker = self.pack.docker.clone();
-        let mut kill = KillOnDrop {
-            docker: docker.clone(),
-            target: Some(target.clone()),
-        };
+        let mut kill = KillOnDrop::new(&self.pack, target.clone());
         if tty {
             target.resize(&docker, request.cols, request.rows).await;
         }
@@ -760,13 +757,16 @@ async fn kill_exec(docker: &Docker, exec: &str, signal: i32) {
 pub(super) struct KillOnDrop {
     docker: Docker,
     target: Option<Target>,
+    /// The pack's cleanup tasks, which [`DockerPack::wait_for_cleanup`] waits for.
+    cleanup: tokio_util::task::TaskTracker,
 }
 
 impl KillOnDrop {
-    pub(super) fn exec(docker: Docker, exec: String) -> Self {
+    pub(super) fn new(pack: &DockerPack, target: Target) -> Self {
         Self {
-            docker,
-            target: Some(Target::Exec(exec)),
+            docker: pack.docker.clone(),
+            target: Some(target),
+            cleanup: pack.cleanup.clone(),
         }
     }
 
@@ -789,10 +789,13 @@ impl Drop for KillOnDrop {
         };
         let docker = self.docker.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                debug!("killing an abandoned process");
-                target.signal(&docker, "KILL").await;
-            });
+            self.cleanup.spawn_on(
+                async move {
+                    debug!("killing an abandoned process");
+                    target.signal(&docker, "KILL").await;
+                },
+                &runtime,
+            );
         }
     }
 }

@@ -390,14 +390,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     #[allow(unused_mut)]
     let mut registry = node_registry(args.demo);
     #[cfg(feature = "docker")]
-    if let Some(socket) = &args.docker {
-        let pack = alknet::docker::DockerPack::connect(socket).await?;
-        tracing::info!(socket = %socket, api = %pack.api_version(), "Docker pack on");
-        pack.register(&mut registry)?;
-        options
-            .alpn_services
-            .push(alknet::docker::tty::TtyService::new(pack));
-    }
+    let docker = match &args.docker {
+        Some(socket) => {
+            let pack = alknet::docker::DockerPack::connect(socket).await?;
+            tracing::info!(socket = %socket, api = %pack.api_version(), "Docker pack on");
+            pack.register(&mut registry)?;
+            options
+                .alpn_services
+                .push(alknet::docker::tty::TtyService::new(pack.clone()));
+            Some(pack)
+        }
+        None => None,
+    };
     let server = Server::bind(registry, options)?;
     let http = match args.http {
         Some(addr) => format!(" http={}", server.serve_http(addr).await?),
@@ -418,6 +422,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     server.shutdown(Duration::from_secs(args.grace_secs)).await;
+    #[cfg(feature = "docker")]
+    if let Some(pack) = docker {
+        // Processes of aborted execs and sessions are killed before the node exits.
+        pack.wait_for_cleanup(Duration::from_secs(5)).await;
+    }
     Ok(())
 }
 
