@@ -29,6 +29,9 @@ DOCKER=/usr/bin/docker
 
 if ! "$DOCKER" version >/dev/null 2>&1; then
   log "starting dockerd"
+  # No daemon answers, so a pid file is stale (a daemon killed with its machine session); dockerd
+  # refuses to start while one names a live pid, and pids get reused.
+  rm -f /var/run/docker.pid
   nohup dockerd >/tmp/alknet-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do
     "$DOCKER" version >/dev/null 2>&1 && break

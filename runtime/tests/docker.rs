@@ -116,6 +116,16 @@ impl Node {
     }
 }
 
+/// A child process that is killed when the test ends, failed or not.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Creates (as `conn`'s caller) and starts a container running `cmd`; removed on drop.
 struct TestContainer {
     id: String,
@@ -1033,16 +1043,18 @@ async fn the_tty_command_passes_the_exit_code_through() {
         "[[tokens]]\nid = \"alice\"\nsha256 = \"2aa9859a5fe4465e7fb74c73e52a204892d21b2718c13e66ff54baa31dd92b63\"\nscopes = [\"docker\"]\n",
     )
     .unwrap();
-    let mut serve = std::process::Command::new(alknet)
-        .args(["serve", "--listen", "127.0.0.1:0", "--docker", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = ChildGuard(
+        std::process::Command::new(alknet)
+            .args(["serve", "--listen", "127.0.0.1:0", "--docker", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut std::io::BufReader::new(serve.0.stdout.take().unwrap()),
         &mut line,
     )
     .unwrap();
@@ -1118,8 +1130,7 @@ async fn the_tty_command_passes_the_exit_code_through() {
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(error["code"], "FORBIDDEN");
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     let _ = std::fs::remove_file(config);
 }
 
