@@ -7,6 +7,8 @@
 //! scripts/docker-test-env.sh` prepares all three. Without them
 //! these tests print SKIPPED; with `ALKNET_REQUIRE_DOCKER` set (CI) they fail instead.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +39,7 @@ async fn daemon(test: &str) -> Option<DockerPack> {
                 !required,
                 "{test}: a Docker daemon is required (ALKNET_REQUIRE_DOCKER is set): {error}"
             );
-            skipped(&format!(
+            common::skipped(&format!(
                 "SKIPPED {test}: no Docker daemon ({error}); `bash scripts/docker-test-env.sh` starts one"
             ));
             return None;
@@ -48,7 +50,7 @@ async fn daemon(test: &str) -> Option<DockerPack> {
             !required,
             "{test}: the image {IMAGE} is required; `bash scripts/docker-test-env.sh` builds it"
         );
-        skipped(&format!(
+        common::skipped(&format!(
             "SKIPPED {test}: no image {IMAGE}; `bash scripts/docker-test-env.sh` builds it"
         ));
         return None;
@@ -741,7 +743,7 @@ async fn image_pull_streams_progress_from_a_registry() {
             std::env::var_os("ALKNET_REQUIRE_DOCKER").is_none(),
             "ALKNET_TEST_REGISTRY must name a registry when ALKNET_REQUIRE_DOCKER is set"
         );
-        skipped(
+        common::skipped(
             "SKIPPED the successful pull: set ALKNET_TEST_REGISTRY (scripts/docker-test-env.sh starts one on 127.0.0.1:5000)",
         );
         return;
@@ -1405,13 +1407,6 @@ async fn docker_operations_over_the_http_gateway() {
         pull["responses"]["502"].is_object(),
         "IMAGE_PULL_FAILED is documented: {pull}"
     );
-}
-
-/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
-/// passing tests, not writes to the stderr handle.
-fn skipped(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// A graceful shutdown ends interactive sessions and exec subscriptions; their processes are

@@ -4,6 +4,8 @@
 //! The tools come from PyPI (`bash .ci/run` installs them). Without them these tests print
 //! SKIPPED; with `ALKNET_REQUIRE_VALIDATORS` set (CI) a missing tool is a failure.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -68,7 +70,7 @@ fn available(program: &str, args: &[&str]) -> bool {
             std::env::var_os("ALKNET_REQUIRE_VALIDATORS").is_none(),
             "{program} is required (ALKNET_REQUIRE_VALIDATORS is set) but is not installed"
         );
-        skipped(&format!(
+        common::skipped(&format!(
             "SKIPPED: `{program}` is not installed (`bash .ci/run` installs it; ALKNET_REQUIRE_VALIDATORS=1 makes this a failure)"
         ));
     }
@@ -201,11 +203,4 @@ fn the_python_mcp_client_lists_and_calls_tools() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
-/// passing tests, not writes to the stderr handle.
-fn skipped(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{message}");
 }

@@ -53,6 +53,13 @@ pub fn is_container_ref(id: &str) -> bool {
         && id.len() <= 256
 }
 
+/// Environment variables as the daemon takes them (`NAME=value`), in name order.
+fn env_list<'a>(vars: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<String> {
+    let mut env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.sort();
+    env
+}
+
 /// Why the pack could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerPackError {

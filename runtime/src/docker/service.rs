@@ -133,8 +133,7 @@ impl DockerService for DockerPack {
         };
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
         labels.insert(LABEL_OWNER.to_owned(), identity.id.clone());
-        let mut env: Vec<String> = input.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.sort();
+        let env = super::env_list(&input.env);
         let body = ContainerCreateBody {
             image: Some(input.image.to_string()),
             cmd: non_empty(input.cmd),
@@ -169,11 +168,8 @@ impl DockerService for DockerPack {
         _ctx: Context,
         input: ContainerRef,
     ) -> Result<ContainerState, ContainerStartError> {
-        self.docker
-            .start_container(&input.id, None)
-            .await
-            .map_err(|e| op_error(e, Subject::Container(&input.id)))?;
-        Ok(state_of(&self.inspect(&input.id).await?))
+        let done = self.docker.start_container(&input.id, None).await;
+        self.state_after(&input.id, done).await
     }
 
     async fn container_stop(
@@ -185,11 +181,8 @@ impl DockerService for DockerPack {
             t: Some(timeout_secs(input.timeout_secs)),
             signal: None,
         };
-        self.docker
-            .stop_container(&input.id, Some(options))
-            .await
-            .map_err(|e| op_error(e, Subject::Container(&input.id)))?;
-        Ok(state_of(&self.inspect(&input.id).await?))
+        let done = self.docker.stop_container(&input.id, Some(options)).await;
+        self.state_after(&input.id, done).await
     }
 
     async fn container_restart(
@@ -201,11 +194,11 @@ impl DockerService for DockerPack {
             t: Some(timeout_secs(input.timeout_secs)),
             signal: None,
         };
-        self.docker
+        let done = self
+            .docker
             .restart_container(&input.id, Some(options))
-            .await
-            .map_err(|e| op_error(e, Subject::Container(&input.id)))?;
-        Ok(state_of(&self.inspect(&input.id).await?))
+            .await;
+        self.state_after(&input.id, done).await
     }
 
     async fn container_remove(
@@ -278,8 +271,7 @@ impl DockerService for DockerPack {
             )));
         }
         let id = self.inspect(&input.id).await?.id.unwrap_or_default();
-        let mut env: Vec<String> = input.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.sort();
+        let env = super::env_list(&input.env);
         let exec = self
             .docker
             .create_exec(
@@ -318,9 +310,9 @@ impl DockerService for DockerPack {
         let docker = self.docker.clone();
         let exit = stream::once(async move {
             let mut kill = kill;
-            let code = exit_code(&docker, &exec).await;
+            let code = super::tty::Target::Exec(exec).exit_code(&docker).await;
             kill.disarm();
-            code.map(|exit_code| {
+            code.map_err(OpError::Call).map(|exit_code| {
                 ExecItem::Exit(ExecExit {
                     exit_code,
                     terminal: true,
@@ -411,31 +403,22 @@ impl DockerService for DockerPack {
 }
 
 impl DockerPack {
+    /// The container's state once `done` (a request about `id`) succeeded.
+    async fn state_after<E>(
+        &self,
+        id: &str,
+        done: std::result::Result<(), bollard::errors::Error>,
+    ) -> Result<ContainerState, E> {
+        done.map_err(|e| op_error(e, Subject::Container(id)))?;
+        Ok(state_of(&self.inspect(id).await?))
+    }
+
     async fn inspect<E>(&self, id: &str) -> Result<ContainerInspectResponse, E> {
         self.docker
             .inspect_container(id, None)
             .await
             .map_err(|e| op_error(e, Subject::Container(id)))
     }
-}
-
-/// The exit code of a finished exec (the daemon may need a moment to record it).
-async fn exit_code<E>(docker: &bollard::Docker, exec: &str) -> Result<i64, E> {
-    for _ in 0..100 {
-        let inspected = docker
-            .inspect_exec(exec)
-            .await
-            .map_err(|e| op_error(e, Subject::Daemon))?;
-        if inspected.running != Some(true)
-            && let Some(code) = inspected.exit_code
-        {
-            return Ok(code);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Err(OpError::Call(docker_error(
-        "the command's output ended but it did not exit",
-    )))
 }
 
 /// Stops a stream after its first error.

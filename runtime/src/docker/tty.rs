@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::DockerPack;
-use super::errors::{Subject, daemon_error};
+use super::errors::{Subject, daemon_error, docker_error};
 use crate::error::CallError;
 use crate::identity::Identity;
 use crate::quic::{AlpnService, NodeHandle};
@@ -158,6 +158,11 @@ pub enum Control {
     },
 }
 
+/// A stream or connection failure as a [`TtyError`].
+fn lost(error: impl std::fmt::Display) -> TtyError {
+    TtyError::Connection(error.to_string())
+}
+
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
@@ -183,27 +188,20 @@ async fn write_json_frame(
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
-    send.write_all(&frame)
-        .await
-        .map_err(|e| TtyError::Connection(e.to_string()))
+    send.write_all(&frame).await.map_err(lost)
 }
 
 async fn read_json_frame<T: serde::de::DeserializeOwned>(
     recv: &mut quinn::RecvStream,
 ) -> Result<T, TtyError> {
-    let len = recv
-        .read_u32()
-        .await
-        .map_err(|e| TtyError::Connection(e.to_string()))?;
+    let len = recv.read_u32().await.map_err(lost)?;
     if len == 0 || len > MAX_NEGOTIATION {
         return Err(TtyError::Protocol(format!(
             "a negotiation frame of {len} bytes (1 to {MAX_NEGOTIATION} allowed)"
         )));
     }
     let mut body = vec![0; len as usize];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| TtyError::Connection(e.to_string()))?;
+    recv.read_exact(&mut body).await.map_err(lost)?;
     serde_json::from_slice(&body).map_err(|e| TtyError::Protocol(format!("negotiation: {e}")))
 }
 
@@ -232,9 +230,7 @@ async fn read_chunk(recv: &mut quinn::RecvStream) -> Result<Option<(u8, Vec<u8>)
         Ok(Some(_)) => {}
         Err(e) => return Err(TtyError::Connection(e.to_string())),
     }
-    recv.read_exact(&mut header[1..])
-        .await
-        .map_err(|e| TtyError::Connection(e.to_string()))?;
+    recv.read_exact(&mut header[1..]).await.map_err(lost)?;
     let len = u32::from_be_bytes(header[1..].try_into().expect("4 bytes"));
     if header[0] > stream_id::CONTROL {
         return Err(TtyError::Protocol(format!(
@@ -248,9 +244,7 @@ async fn read_chunk(recv: &mut quinn::RecvStream) -> Result<Option<(u8, Vec<u8>)
         )));
     }
     let mut body = vec![0; len as usize];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| TtyError::Connection(e.to_string()))?;
+    recv.read_exact(&mut body).await.map_err(lost)?;
     Ok(Some((header[0], body)))
 }
 
@@ -335,39 +329,42 @@ struct Started {
 
 impl Session {
     async fn run(self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let request = tokio::time::timeout(NEGOTIATION_TIMEOUT, read_json_frame(&mut recv))
+        let negotiated = match self.negotiate(&mut recv).await {
+            Ok((request, started)) => {
+                let answer = json!({"ok": true, "tty": started.tty});
+                Ok((request, started, answer))
+            }
+            Err(error) => Err(json!({ "error": error })),
+        };
+        match negotiated {
+            Ok((request, started, answer)) => {
+                if write_json_frame(&mut send, &answer).await.is_ok() {
+                    self.pump(started, &request, send, recv).await;
+                }
+            }
+            Err(answer) => {
+                let _ = write_json_frame(&mut send, &answer).await;
+                let _ = send.finish();
+            }
+        }
+    }
+
+    /// Reads the session request (within [`NEGOTIATION_TIMEOUT`]) and starts its process.
+    async fn negotiate(
+        &self,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<(TtyRequest, Started), CallError> {
+        let request: TtyRequest = tokio::time::timeout(NEGOTIATION_TIMEOUT, read_json_frame(recv))
             .await
             .unwrap_or_else(|_| {
                 Err(TtyError::Protocol(format!(
                     "no session request within {} s",
                     NEGOTIATION_TIMEOUT.as_secs()
                 )))
-            });
-        let request: TtyRequest = match request {
-            Ok(request) => request,
-            Err(error) => {
-                let error = CallError::invalid_input(error.to_string(), "");
-                let _ = write_json_frame(&mut send, &json!({ "error": error })).await;
-                let _ = send.finish();
-                return;
-            }
-        };
-        let started = match self.start(&request).await {
-            Ok(started) => started,
-            Err(error) => {
-                let _ = write_json_frame(&mut send, &json!({ "error": error })).await;
-                let _ = send.finish();
-                return;
-            }
-        };
-        let tty = started.tty;
-        if write_json_frame(&mut send, &json!({"ok": true, "tty": tty}))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        self.pump(started, &request, send, recv).await;
+            })
+            .map_err(|error| CallError::invalid_input(error.to_string(), ""))?;
+        let started = self.start(&request).await?;
+        Ok((request, started))
     }
 
     async fn start(&self, request: &TtyRequest) -> Result<Started, CallError> {
@@ -434,11 +431,7 @@ impl Session {
                 } else {
                     request.cmd.clone()
                 };
-                let mut env: Vec<String> = request
-                    .env
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
+                let mut env = super::env_list(&request.env);
                 // The size is set right after the start (API 1.41 has no size on create): a
                 // program that asks in its first milliseconds may see 0×0. COLUMNS/LINES would
                 // paper over that but override every later resize, so they are not set.
@@ -579,7 +572,8 @@ impl Session {
             kill.fire().await;
             return;
         }
-        let code = target.exit_code(&docker).await;
+        // -1 when the daemon cannot say: the exit chunk still ends the session.
+        let code = target.exit_code(&docker).await.unwrap_or(-1);
         kill.disarm();
         let _ = send
             .write_all(&control_chunk(&Control::Exit { code }))
@@ -696,28 +690,38 @@ impl Target {
         }
     }
 
-    async fn exit_code(&self, docker: &Docker) -> i64 {
+    /// The exit code once the process has exited. The daemon may record it a moment after the
+    /// output ends, so this asks again for up to 5 s before giving up.
+    pub(super) async fn exit_code(&self, docker: &Docker) -> Result<i64, CallError> {
         for _ in 0..250 {
-            let done = match self {
-                Target::Container(id) => match docker.inspect_container(id, None).await {
-                    Ok(c) => c
+            let (running, code) = match self {
+                Target::Container(id) => {
+                    let state = docker
+                        .inspect_container(id, None)
+                        .await
+                        .map_err(|e| daemon_error(e, Subject::Container(id)))?
                         .state
-                        .filter(|s| s.running != Some(true))
-                        .map(|s| s.exit_code.unwrap_or(-1)),
-                    Err(_) => Some(-1),
-                },
-                Target::Exec(exec) => match docker.inspect_exec(exec).await {
-                    Ok(e) if e.running != Some(true) => Some(e.exit_code.unwrap_or(-1)),
-                    Ok(_) => None,
-                    Err(_) => Some(-1),
-                },
+                        .unwrap_or_default();
+                    (state.running, state.exit_code)
+                }
+                Target::Exec(exec) => {
+                    let exec = docker
+                        .inspect_exec(exec)
+                        .await
+                        .map_err(|e| daemon_error(e, Subject::Daemon))?;
+                    (exec.running, exec.exit_code)
+                }
             };
-            if let Some(code) = done {
-                return code;
+            if running != Some(true)
+                && let Some(code) = code
+            {
+                return Ok(code);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        -1
+        Err(docker_error(
+            "the output ended but the process did not exit",
+        ))
     }
 }
 
@@ -841,10 +845,7 @@ impl TtySession {
         connection: &quinn::Connection,
         request: &TtyRequest,
     ) -> Result<TtySession, TtyError> {
-        let (mut send, mut recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| TtyError::Connection(e.to_string()))?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(lost)?;
         write_json_frame(&mut send, request).await?;
         let answer: Value = read_json_frame(&mut recv).await?;
         if let Some(error) = answer.get("error") {
@@ -892,9 +893,7 @@ impl TtyWriter {
     /// Sends nothing more (no input, resizes or signals): the process's input ends, and the
     /// reader still gets the output and the exit code.
     pub fn finish(mut self) -> Result<(), TtyError> {
-        self.send
-            .finish()
-            .map_err(|e| TtyError::Connection(e.to_string()))
+        self.send.finish().map_err(lost)
     }
 
     /// Abandons the session: the server kills the process.
@@ -903,10 +902,7 @@ impl TtyWriter {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), TtyError> {
-        self.send
-            .write_all(bytes)
-            .await
-            .map_err(|e| TtyError::Connection(e.to_string()))
+        self.send.write_all(bytes).await.map_err(lost)
     }
 }
 

@@ -309,3 +309,10 @@ pub fn requested_with_timeout(id: &str, op: &str, input: Value, timeout_ms: u64)
     }
     message
 }
+
+/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
+/// passing tests, not writes to the stderr handle.
+pub fn skipped(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
