@@ -311,7 +311,6 @@ impl Connection {
         };
         let connection = Self::assemble(Link::Messages(link), identity, shared);
         let inner = Arc::clone(connection.inner());
-        inner.next_stream_key.store(1, Ordering::Relaxed);
         let span = debug_span!("connection", %remote, transport = "websocket");
         inner.shared.tracker.spawn(
             Arc::clone(&inner)
@@ -385,9 +384,14 @@ impl Connection {
     }
 
     /// How many streams this side has run on the connection so far, opened or accepted. Calls
-    /// share a few long-lived streams, so this grows with subscriptions, not with calls.
+    /// share a few long-lived streams, so this grows with subscriptions, not with calls. A
+    /// WebSocket session is one channel: 1.
     pub fn streams_started(&self) -> u64 {
-        self.inner().next_stream_key.load(Ordering::Relaxed)
+        match self.inner().link {
+            Link::Quic(_) => self.inner().next_stream_key.load(Ordering::Relaxed),
+            // The one channel everything shares.
+            Link::Messages(_) => 1,
+        }
     }
 
     /// Closes the connection now. Pending calls on both sides fail with "connection closed".
