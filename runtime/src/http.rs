@@ -61,17 +61,24 @@ struct Caller {
 
 impl Caller {
     fn from_headers(gateway: &Gateway, headers: &HeaderMap) -> Caller {
-        let identity = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .and_then(|token| gateway.shared.identities.as_ref()?.by_token(token.trim()))
-            .map(Arc::new);
-        Caller { identity }
+        Caller {
+            identity: bearer_identity(&gateway.shared, headers),
+        }
     }
+}
+
+/// The identity named by an `Authorization: Bearer <token>` header, if the token resolves. The
+/// gateway routes and MCP share it.
+pub(crate) fn bearer_identity(shared: &NodeShared, headers: &HeaderMap) -> Option<Arc<Identity>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    shared
+        .identities
+        .as_ref()?
+        .by_token(token.trim())
+        .map(Arc::new)
 }
 
 /// A `call.error` as an HTTP response.

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use alknet_spec::{OpType, Visibility, mcp as projection};
-use axum::http::header;
 use axum::http::request::Parts;
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
@@ -44,17 +43,7 @@ struct Handler {
 
 fn caller(shared: &NodeShared, context: &RequestContext<RoleServer>) -> Option<Arc<Identity>> {
     let parts = context.extensions.get::<Parts>()?;
-    let token = parts
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?;
-    shared
-        .identities
-        .as_ref()?
-        .by_token(token.trim())
-        .map(Arc::new)
+    crate::http::bearer_identity(shared, &parts.headers)
 }
 
 fn tool(value: Value) -> Result<Tool, ErrorData> {
