@@ -22,6 +22,8 @@
 //! It depends only on the light IR crate, so calling it from a `build.rs` never compiles a
 //! network stack. Every error names the file and the JSON pointer of the problem.
 
+#![warn(missing_docs)]
+
 mod convert;
 pub mod rust;
 pub mod service;

@@ -308,8 +308,6 @@ fn error_enum(
     pointer: &str,
 ) -> Result<TokenStream, CodegenError> {
     let mut variants = Vec::new();
-    let mut to_call = Vec::new();
-    let mut from_call = Vec::new();
     for (j, error) in spec.error_schemas.iter().enumerate() {
         let variant = format_ident!("{}", error.code.to_upper_camel_case());
         let code = &error.code;
@@ -326,6 +324,7 @@ fn error_enum(
                 .unwrap_or_default(),
             message
         ));
+        let attribute = quote!(#[domain(code = #code, message = #message)]);
         match &error.schema {
             Some(schema) => {
                 let details = generator.type_of(
@@ -333,60 +332,21 @@ fn error_enum(
                     &format!("{pointer}/error_schemas/{j}/schema"),
                     format!("{camel}{variant}Details"),
                 )?;
-                variants.push(quote!(#text #variant(#details)));
-                to_call.push(quote! {
-                    Self::#variant(details) => ::alknet::CallError::domain(#code, #message)
-                        .with_details(::alknet::typed::__private::details(details)),
-                });
-                from_call.push(quote! {
-                    #code => ::alknet::typed::__private::parse_details(&error.details).map(Self::#variant),
-                });
+                variants.push(quote!(#text #attribute #variant(#details)));
             }
-            None => {
-                variants.push(quote!(#text #variant));
-                to_call
-                    .push(quote!(Self::#variant => ::alknet::CallError::domain(#code, #message),));
-                from_call.push(quote!(#code => ::std::option::Option::Some(Self::#variant),));
-            }
+            None => variants.push(quote!(#text #attribute #variant)),
         }
     }
     let text = doc(&format!("The declared errors of `{}`.", spec.name));
+    // The mapping to and from `call.error` is `#[derive(DomainError)]`'s: one template for
+    // code-first and schema-first errors. The declared list is the spec's own, so the service
+    // file's schemas and statuses are what discovery and OpenAPI show.
     Ok(quote! {
         #text
-        #[derive(Debug, Clone, PartialEq)]
+        #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+        #[domain(declared_by = #marker)]
         pub enum #name {
             #(#variants,)*
-        }
-
-        impl ::alknet::DomainError for #name {
-            fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-                <#marker as ::alknet::Operation>::spec().error_schemas
-            }
-
-            fn to_call_error(&self) -> ::alknet::CallError {
-                match self {
-                    #(#to_call)*
-                }
-            }
-
-            fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-                match error.code.as_str() {
-                    #(#from_call)*
-                    _ => ::std::option::Option::None,
-                }
-            }
-        }
-
-        impl ::alknet::typed::IntoCallError for #name {
-            fn into_call_error(self) -> ::alknet::CallError {
-                ::alknet::DomainError::to_call_error(&self)
-            }
-        }
-
-        impl ::std::convert::From<#name> for ::alknet::OpError<#name> {
-            fn from(error: #name) -> Self {
-                ::alknet::OpError::Domain(error)
-            }
         }
     })
 }

@@ -30,6 +30,20 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
             "DomainError enums cannot be generic",
         ));
     }
+    // `#[domain(declared_by = SomeOp)]` on the enum: the declared errors are those the
+    // operation's spec holds (generated code, whose schemas come from a service file), instead
+    // of being derived from the variants.
+    let mut declared_by = None::<syn::Type>;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("domain")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("declared_by") {
+                declared_by = Some(meta.value()?.parse()?);
+                Ok(())
+            } else {
+                Err(meta.error("expected `declared_by = OperationType` on the enum"))
+            }
+        })?;
+    }
     let mut variants = Vec::new();
     let mut codes = HashMap::new();
     for variant in &data.variants {
@@ -107,7 +121,7 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
     }
 
     let name = &input.ident;
-    let declared = variants.iter().map(|v| {
+    let declared_list = variants.iter().map(|v| {
         let (code, description) = (&v.code, &v.description);
         let status = v
             .status
@@ -144,10 +158,16 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
             None => quote! { #code => ::std::option::Option::Some(#name::#ident), },
         }
     });
+    let declared = match declared_by {
+        Some(op) => quote!(<#op as ::alknet::typed::Operation>::spec().error_schemas),
+        None => quote!(vec![#(#declared_list),*]),
+    };
+    // `IntoCallError` and `From<Self> for OpError<Self>` come from blanket impls over
+    // `DomainError` in the runtime.
     Ok(quote! {
         impl ::alknet::typed::DomainError for #name {
             fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-                vec![#(#declared),*]
+                #declared
             }
 
             fn to_call_error(&self) -> ::alknet::CallError {
@@ -161,18 +181,6 @@ pub(crate) fn expand(item: TokenStream) -> syn::Result<TokenStream> {
                     #(#from_call)*
                     _ => ::std::option::Option::None,
                 }
-            }
-        }
-
-        impl ::alknet::typed::IntoCallError for #name {
-            fn into_call_error(self) -> ::alknet::CallError {
-                ::alknet::typed::DomainError::to_call_error(&self)
-            }
-        }
-
-        impl ::std::convert::From<#name> for ::alknet::OpError<#name> {
-            fn from(error: #name) -> Self {
-                ::alknet::OpError::Domain(error)
             }
         }
     })

@@ -56,6 +56,12 @@
 //!
 //! Codes must be `UPPER_SNAKE_CASE` and not protocol codes; the status is the HTTP status
 //! (400–599); the doc comment is the description and, unless `message` is given, the message.
+//! `#[domain(declared_by = SomeOp)]` on the enum takes the declared list (descriptions,
+//! statuses, details schemas) from the operation's spec instead: what `alknet-codegen` emits,
+//! so a service file's own schemas are what discovery and OpenAPI show. The runtime's blanket
+//! impls make every such enum an `IntoCallError` and convertible into `OpError<Self>`.
+
+#![warn(missing_docs)]
 
 mod domain_error;
 mod operation;

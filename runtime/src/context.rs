@@ -1,4 +1,10 @@
 //! [`Context`]: what a handler knows about the request it is serving.
+//!
+//! A context is made by dispatch from the request a transport (or a composer) handed it: the
+//! request's own facts ([`RequestMeta`]: id, parent, caller, peer, cancellation) plus what
+//! dispatch resolved (deadline, composition). Nested calls are reached with `Context::env`
+//! (see [`Env`](crate::Env)) and the caller's connection with `Context::peer`; both live in the
+//! layers that implement them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -7,10 +13,38 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::Connection;
-use crate::env::Env;
 use crate::identity::Identity;
+use crate::peer::Peer;
 use crate::registry::{Composition, Registry};
+
+/// The facts of one request that its handler can read: filled by whoever makes the request (a
+/// transport, a composer) and carried into the handler's [`Context`] unchanged.
+#[derive(Clone)]
+pub(crate) struct RequestMeta {
+    /// The request id, as the caller sent it (or `<parent>.<n>` for a nested call).
+    pub id: String,
+    /// The request that caused this one, for nested calls.
+    pub parent_id: Option<String>,
+    /// Who calls; `None` is anonymous.
+    pub identity: Option<Arc<Identity>>,
+    /// The remote side of the connection the request arrived on, if it came over one.
+    pub peer: Option<Arc<dyn Peer>>,
+    /// Fires when the request is aborted (by its caller, a deadline, shutdown or its parent).
+    pub cancel: CancellationToken,
+}
+
+impl RequestMeta {
+    /// A request with no parent and no peer.
+    pub fn new(id: String, identity: Option<Arc<Identity>>, cancel: CancellationToken) -> Self {
+        Self {
+            id,
+            parent_id: None,
+            identity,
+            peer: None,
+            cancel,
+        }
+    }
+}
 
 /// Per-request information handed to every handler.
 ///
@@ -19,12 +53,8 @@ use crate::registry::{Composition, Registry};
 /// process) can wait on [`Context::cancelled`] to stop in time.
 #[derive(Clone)]
 pub struct Context {
-    pub(crate) request_id: String,
-    pub(crate) parent_id: Option<String>,
-    pub(crate) identity: Option<Arc<Identity>>,
+    pub(crate) meta: RequestMeta,
     pub(crate) deadline: Option<Instant>,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) peer: Option<Connection>,
     pub(crate) registry: Arc<Registry>,
     /// The running operation's composition: authority and allow-list for `env()`.
     pub(crate) composition: Option<Arc<Composition>>,
@@ -35,19 +65,37 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a request that dispatch resolved.
+    pub(crate) fn new(
+        meta: RequestMeta,
+        deadline: Option<Instant>,
+        registry: Arc<Registry>,
+        composition: Option<Arc<Composition>>,
+        default_timeout: Duration,
+    ) -> Self {
+        Self {
+            meta,
+            deadline,
+            registry,
+            composition,
+            default_timeout,
+            children: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// The id of this request, as the caller sent it.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        &self.meta.id
     }
 
     /// The id of the request that caused this one, for nested calls.
     pub fn parent_id(&self) -> Option<&str> {
-        self.parent_id.as_deref()
+        self.meta.parent_id.as_deref()
     }
 
     /// The caller, or `None` for an anonymous caller.
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_deref()
+        self.meta.identity.as_deref()
     }
 
     /// When the request expires, if it has a deadline.
@@ -63,18 +111,18 @@ impl Context {
 
     /// Whether the request was aborted (by the caller, a timeout or shutdown).
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
+        self.meta.cancel.is_cancelled()
     }
 
     /// Completes when the request is aborted.
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await
+        self.meta.cancel.cancelled().await
     }
 
-    /// The connection the request arrived on, when it came over the call protocol. Because the
-    /// protocol is symmetric, a handler can call operations the remote side registered.
-    pub fn peer(&self) -> Option<&Connection> {
-        self.peer.as_ref()
+    /// The remote side of the connection the request arrived on, as the narrow [`Peer`] view
+    /// (nested calls use it); `Context::peer` gives the connection itself.
+    pub fn peer_link(&self) -> Option<&Arc<dyn Peer>> {
+        self.meta.peer.as_ref()
     }
 
     /// The registry serving this request.
@@ -85,11 +133,5 @@ impl Context {
     /// Application state provided at registration with [`Registry::provide`].
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.registry.state::<T>()
-    }
-
-    /// Nested calls: to operations of this node or of the peer, under the running operation's
-    /// declared authority (see [`Registry::register_composed`]).
-    pub fn env(&self) -> Env {
-        Env::new(self.clone())
     }
 }

@@ -85,7 +85,7 @@ impl CallError {
     }
 
     /// Marks the error retryable (for domain errors that are).
-    pub fn retryable(mut self, retryable: bool) -> Self {
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
     }

@@ -28,52 +28,57 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Modules
-//! - [`wire`]: envelopes, events and length-prefixed frames (design §4.1–§4.2).
-//! - [`error`]: [`CallError`], the `call.error` payload and protocol codes.
-//! - [`registry`]: [`Registry`], [`Handler`] and input validation; [`discovery`]: the built-in
-//!   `services/list` and `services/schema`.
-//! - [`context`]: the [`Context`] a handler receives; [`env`](mod@env): nested calls under a
-//!   composition's authority (design §6).
-//! - [`identity`] and [`access`]: who calls — certificates, tokens, the config-file provider —
-//!   and what they may call (design §5).
-//! - [`connection`]: the symmetric [`Connection`], calls, subscriptions, aborts.
-//! - [`quic`]: [`Server`] and [`Client`] endpoints; [`tls`]: certificates and fingerprints.
-//! - The HTTP gateway (feature `http`, on by default): [`Server::serve_http`] serves POST, SSE
-//!   and WebSocket routes and `/openapi.json` over the same dispatch (design §7);
-//!   [`websocket`]: call-protocol sessions over WebSocket, a [`Connection`] in both directions,
-//!   and the [`WebSocketClient`].
-//! - The Docker pack (feature `docker`, on by default): [`docker`] serves containers and
-//!   images as `docker/…` operations and interactive sessions on ALPN `alknet/tty` (design §11).
-//! - [`config`]: [`ProtocolConfig`], the protocol tunables.
-//! - [`demo`]: the demo service behind `alknet serve --demo`.
+//! ## Layers
+//! Each layer imports only from the layers above it in this list (see `docs/architecture.md`).
 //!
-//! The dispatch rules shared by every transport (lookup → access → validation → kind check →
-//! run, deadlines, panic isolation) live in one private module, so later transports reuse them.
+//! 1. Foundations: [`error`] ([`CallError`], protocol codes), [`wire`] (envelopes and
+//!    length-prefixed frames, design §4.1–§4.2), [`config`] ([`ProtocolConfig`]), [`tls`]
+//!    (certificates, fingerprints), [`identity`] and [`access`] (who calls and what they may
+//!    call, design §5).
+//! 2. Operations: [`registry`] ([`Registry`], [`Handler`], input validation), [`typed`] (what
+//!    `#[operation]` generates, typed calls), [`context`] (the [`Context`] a handler receives),
+//!    [`peer`] (the remote side as a handler sees it), [`discovery`] (`services/list`,
+//!    `services/schema`).
+//! 3. The node: [`node`] — what the transports of one endpoint share, the dispatch rules
+//!    (lookup → access → validation → kind check → run, deadlines, panic isolation) with one
+//!    entry point per shape, and [`Env`] for nested calls (design §6).
+//! 4. [`connection`]: the symmetric [`Connection`] — link, calling side, serving side, reader,
+//!    writer — over QUIC, a WebSocket or an in-memory pair ([`Connection::pair`]).
+//! 5. Surfaces: [`quic`] ([`Server`] and [`Client`] endpoints); [`gateway`] (feature `http`:
+//!    HTTP routes, WebSocket sessions, MCP); [`docker`] (feature `docker`: the Docker pack and
+//!    its interactive sessions on ALPN `alknet/tty`, design §11); [`demo`] (the demo service
+//!    behind `alknet serve --demo`).
 
+#![warn(missing_docs)]
+
+// Layer 1: foundations.
 pub mod access;
 pub mod config;
-pub mod connection;
+pub mod error;
+pub mod identity;
+pub mod tls;
+pub mod wire;
+
+// Layer 2: operations.
 pub mod context;
-pub mod demo;
 pub mod discovery;
-mod dispatch;
+pub mod peer;
+pub mod registry;
+pub mod typed;
+
+// Layer 3: the node.
+pub mod node;
+
+// Layer 4: connections.
+pub mod connection;
+
+// Layer 5: surfaces.
+pub mod demo;
 #[cfg(feature = "docker")]
 pub mod docker;
-pub mod env;
-pub mod error;
 #[cfg(feature = "http")]
-mod http;
-pub mod identity;
-#[cfg(feature = "mcp")]
-mod mcp;
+pub mod gateway;
 pub mod quic;
-pub mod registry;
-pub mod tls;
-pub mod typed;
-#[cfg(feature = "http")]
-pub mod websocket;
-pub mod wire;
 
 // Lets `#[operation]` expand to `::alknet::…` paths inside this crate too (the demo service).
 extern crate self as alknet;
@@ -83,11 +88,14 @@ pub use alknet_spec as spec;
 
 pub use access::OwnershipProvider;
 pub use config::ProtocolConfig;
-pub use connection::{CallOptions, Connection, Subscription, TypedSubscription};
+pub use connection::{Connection, PairOptions, Subscription, TypedSubscription};
 pub use context::Context;
-pub use env::{Env, NestedOptions};
 pub use error::CallError;
+#[cfg(feature = "http")]
+pub use gateway::HttpOptions;
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
+pub use node::env::{Env, NestedOptions};
+pub use peer::{CallOptions, Peer};
 pub use quic::{
     AlpnService, Client, ClientOptions, EndpointError, NodeHandle, Server, ServerOptions,
 };
@@ -98,8 +106,8 @@ pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, ServeOper
 pub use alknet_macros::DomainError;
 /// Declares an operation from an async function. See the crate docs of `alknet-macros`.
 pub use alknet_macros::operation;
+#[cfg(feature = "http")]
+pub use gateway::websocket::{WebSocketClient, WebSocketOptions};
 /// schemars, re-exported so `#[derive(JsonSchema)]` users and generated code agree on one version.
 pub use schemars;
 pub use tls::{Fingerprint, ServerVerification, TlsIdentity};
-#[cfg(feature = "http")]
-pub use websocket::{WebSocketClient, WebSocketOptions};

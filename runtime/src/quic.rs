@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::ProtocolConfig;
-use crate::connection::{CLOSE_NORMAL, Connection, NodeShared};
+use crate::connection::{Connection, QUIC_CLOSE_NORMAL};
 use crate::identity::IdentityProvider;
+use crate::node::Node;
 use crate::registry::Registry;
 use crate::tls::{self, ALPN_CALL, Fingerprint, ServerVerification, TlsError, TlsIdentity};
 
@@ -74,9 +75,6 @@ pub struct ServerOptions {
     /// Resolves callers from client certificates and tokens; `None` treats everyone as
     /// anonymous (only public operations can be called).
     pub identities: Option<Arc<dyn IdentityProvider>>,
-    /// MCP at `/mcp` exposes four fixed tools (`search`, `schema`, `call`, `batch`) instead of
-    /// one tool per operation: for registries too large to list.
-    pub mcp_gateway_mode: bool,
     /// Other protocols served on the same endpoint, each under its own ALPN (the Docker pack's
     /// interactive sessions, `alknet/tty`). Connections that negotiate `alknet/call` get the call
     /// protocol; the others go to the service of their ALPN.
@@ -100,29 +98,29 @@ pub trait AlpnService: Send + Sync + 'static {
 /// What an [`AlpnService`] may use of the server: its registry, identities and shutdown.
 #[derive(Clone)]
 pub struct NodeHandle {
-    shared: Arc<NodeShared>,
+    node: Arc<Node>,
 }
 
 impl NodeHandle {
     /// The server's registry (for its ownership providers and state).
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        &self.node.registry
     }
 
     /// Resolves identities from certificates and tokens, if the server has a provider.
     pub fn identities(&self) -> Option<&Arc<dyn IdentityProvider>> {
-        self.shared.identities.as_ref()
+        self.node.identities.as_ref()
     }
 
     /// Completes when the server begins shutting down.
     pub async fn shutting_down(&self) {
-        self.shared.shutdown.cancelled().await
+        self.node.shutdown.cancelled().await
     }
 
     /// Runs `task` on the server's task tracker: a graceful shutdown waits for it (up to the
     /// grace period).
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.shared.tracker.spawn(task);
+        self.node.tracker.spawn(task);
     }
 }
 
@@ -135,7 +133,6 @@ impl ServerOptions {
             protocol: ProtocolConfig::default(),
             max_connections: 4096,
             identities: None,
-            mcp_gateway_mode: false,
             alpn_services: Vec::new(),
         }
     }
@@ -144,13 +141,10 @@ impl ServerOptions {
 /// A node accepting call-protocol connections.
 pub struct Server {
     endpoint: quinn::Endpoint,
-    shared: Arc<NodeShared>,
+    node: Arc<Node>,
     fingerprint: Fingerprint,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     accept_task: JoinHandle<()>,
-    /// Read by `serve_http` (feature `http`).
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    mcp_gateway_mode: bool,
 }
 
 impl Server {
@@ -174,8 +168,7 @@ impl Server {
                     source,
                 }
             })?;
-        let mcp_gateway_mode = options.mcp_gateway_mode;
-        let shared = NodeShared::new(
+        let node = Node::new(
             Arc::new(registry),
             options.protocol,
             options.identities,
@@ -184,18 +177,17 @@ impl Server {
         let connections = Arc::new(Mutex::new(HashMap::new()));
         let accept_task = tokio::spawn(accept_connections(
             endpoint.clone(),
-            Arc::clone(&shared),
+            Arc::clone(&node),
             Arc::clone(&connections),
             options.max_connections,
             options.alpn_services,
         ));
         Ok(Server {
             endpoint,
-            shared,
+            node,
             fingerprint: identity.fingerprint(),
             connections,
             accept_task,
-            mcp_gateway_mode,
         })
     }
 
@@ -211,27 +203,10 @@ impl Server {
         self.fingerprint
     }
 
-    /// Serves the HTTP gateway (design §7) on `addr` (port 0 picks a free port) with this
-    /// server's registry, identities, deadlines and shutdown; returns the bound address.
-    #[cfg(feature = "http")]
-    pub async fn serve_http(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
-        let listener = crate::http::bind(addr)
-            .await
-            .map_err(|source| EndpointError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| EndpointError::Bind { addr, source })?;
-        let router = crate::http::router(
-            Arc::clone(&self.shared),
-            self.shared.config.max_frame_len as usize,
-            self.mcp_gateway_mode,
-        );
-        tokio::spawn(crate::http::serve(
-            listener,
-            router,
-            self.shared.shutdown.clone(),
-        ));
-        Ok(bound)
+    /// The node this server's transports share (the HTTP gateway serves it too).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The QUIC connections currently open. Each can call operations its client registered.
@@ -251,23 +226,23 @@ impl Server {
     pub async fn shutdown(self, grace: Duration) {
         info!("shutting down");
         self.endpoint.set_server_config(None);
-        self.shared.shutdown.cancel();
+        self.node.shutdown.cancel();
         self.accept_task.abort();
         let connections = self.connections();
         for connection in &connections {
             connection.release_call_streams().await;
         }
-        self.shared.tracker.close();
-        if tokio::time::timeout(grace, self.shared.tracker.wait())
+        self.node.tracker.close();
+        if tokio::time::timeout(grace, self.node.tracker.wait())
             .await
             .is_err()
         {
             warn!("grace period over: answering the calls still running");
-            self.shared.hard_stop.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.shared.tracker.wait()).await;
+            self.node.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.node.tracker.wait()).await;
         }
         self.endpoint
-            .close(CLOSE_NORMAL.into(), b"server shutting down");
+            .close(QUIC_CLOSE_NORMAL.into(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         drop(connections);
     }
@@ -275,7 +250,7 @@ impl Server {
 
 async fn accept_connections(
     endpoint: quinn::Endpoint,
-    shared: Arc<NodeShared>,
+    node: Arc<Node>,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     max_connections: usize,
     alpn_services: Vec<Arc<dyn AlpnService>>,
@@ -286,7 +261,7 @@ async fn accept_connections(
             incoming.refuse();
             continue;
         }
-        let shared = Arc::clone(&shared);
+        let node = Arc::clone(&node);
         let connections = Arc::clone(&connections);
         let alpn_services = alpn_services.clone();
         tokio::spawn(async move {
@@ -309,10 +284,10 @@ async fn accept_connections(
                         let served = service.serve(
                             quic,
                             NodeHandle {
-                                shared: Arc::clone(&shared),
+                                node: Arc::clone(&node),
                             },
                         );
-                        shared.tracker.spawn(served);
+                        node.tracker.spawn(served);
                     }
                     None => quic.close(CLOSE_BAD_ALPN.into(), b"unsupported ALPN"),
                 }
@@ -320,7 +295,7 @@ async fn accept_connections(
             }
             debug!(%remote, "connection accepted");
             let id = quic.stable_id();
-            let connection = Connection::start(quic, shared);
+            let connection = Connection::start(quic, node);
             connections
                 .lock()
                 .expect("connections lock")
@@ -372,7 +347,7 @@ impl ClientOptions {
 /// server can call the operations in the client's registry.
 pub struct Client {
     endpoint: quinn::Endpoint,
-    shared: Arc<NodeShared>,
+    node: Arc<Node>,
     config: quinn::ClientConfig,
 }
 
@@ -396,7 +371,7 @@ impl Client {
         let endpoint = bind_client_endpoint()?;
         Ok(Client {
             endpoint,
-            shared: NodeShared::new(
+            node: Node::new(
                 Arc::new(registry),
                 options.protocol,
                 options.identities,
@@ -409,7 +384,8 @@ impl Client {
     /// Closes every connection of this client and waits up to `timeout` for the peers to hear
     /// about it, so servers release their state at once instead of at the idle timeout.
     pub async fn wait_idle(&self, timeout: Duration) {
-        self.endpoint.close(CLOSE_NORMAL.into(), b"client closed");
+        self.endpoint
+            .close(QUIC_CLOSE_NORMAL.into(), b"client closed");
         let _ = tokio::time::timeout(timeout, self.endpoint.wait_idle()).await;
     }
 
@@ -432,7 +408,7 @@ impl Client {
                 "the server did not agree on ALPN alknet/call".into(),
             ));
         }
-        Ok(Connection::start(quic, Arc::clone(&self.shared)))
+        Ok(Connection::start(quic, Arc::clone(&self.node)))
     }
 }
 

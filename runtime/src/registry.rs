@@ -30,10 +30,10 @@ use crate::identity::Identity;
 
 /// The future a query/mutation handler returns.
 pub type UnaryFuture = BoxFuture<'static, Result<Value, CallError>>;
-/// The stream of items a subscription produces. An `Err` item ends it.
-pub type ItemStream = BoxStream<'static, Result<Value, CallError>>;
+/// The stream of JSON items a subscription produces. An `Err` item ends it.
+pub type ValueStream = BoxStream<'static, Result<Value, CallError>>;
 /// The future a subscription handler returns: setup that may fail, then the stream.
-pub type StreamFuture = BoxFuture<'static, Result<ItemStream, CallError>>;
+pub type StreamFuture = BoxFuture<'static, Result<ValueStream, CallError>>;
 
 type UnaryFn = dyn Fn(Context, Value) -> UnaryFuture + Send + Sync;
 type SubscriptionFn = dyn Fn(Context, Value) -> StreamFuture + Send + Sync;

@@ -164,9 +164,22 @@ where
     F: FnOnce(Value) -> Fut,
     Fut: std::future::Future<Output = Result<Value, CallError>>,
 {
-    let input = crate::connection::encode_input(input)?;
+    let input = encode_input(input)?;
     let output = call(input).await.map_err(OpError::from_call_error)?;
-    Ok(crate::connection::decode_output(output)?)
+    Ok(decode_output(output)?)
+}
+
+/// A typed input as the JSON a call carries.
+pub(crate) fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value, CallError> {
+    serde_json::to_value(input)
+        .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))
+}
+
+/// The JSON an answer carries as the typed output.
+pub(crate) fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
+    serde_json::from_value(output).map_err(|e| {
+        CallError::internal(format!("the output does not match the expected type: {e}"))
+    })
 }
 
 /// Errors a handler may return: [`CallError`], [`OpError`], or a [`DomainError`] enum (the
@@ -185,6 +198,20 @@ impl IntoCallError for CallError {
 impl<E: DomainError> IntoCallError for OpError<E> {
     fn into_call_error(self) -> CallError {
         self.to_call_error()
+    }
+}
+
+/// Every declared-error enum answers with its `call.error`.
+impl<E: DomainError> IntoCallError for E {
+    fn into_call_error(self) -> CallError {
+        self.to_call_error()
+    }
+}
+
+/// A declared error is an [`OpError::Domain`], so handlers can `?` it into a typed result.
+impl<E: DomainError> From<E> for OpError<E> {
+    fn from(error: E) -> Self {
+        OpError::Domain(error)
     }
 }
 

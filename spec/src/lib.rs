@@ -27,6 +27,8 @@
 //! assert_eq!(round_trip, spec);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod bundle;
 pub mod codes;
 pub mod keywords;

@@ -427,102 +427,26 @@ impl ::alknet::Operation for PingOp {
     }
 }
 /// The declared errors of `bank/account/get`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = AccountGetOp)]
 pub enum AccountGetError {
     /// `NO_SUCH_ACCOUNT` (HTTP 404): The account does not exist.
+    #[domain(code = "NO_SUCH_ACCOUNT", message = "The account does not exist.")]
     NoSuchAccount(types::AccountRef),
-}
-impl ::alknet::DomainError for AccountGetError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <AccountGetOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::NoSuchAccount(details) => {
-                ::alknet::CallError::domain(
-                        "NO_SUCH_ACCOUNT",
-                        "The account does not exist.",
-                    )
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "NO_SUCH_ACCOUNT" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::NoSuchAccount)
-            }
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for AccountGetError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<AccountGetError> for ::alknet::OpError<AccountGetError> {
-    fn from(error: AccountGetError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `bank/deposit`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = DepositOp)]
 pub enum DepositError {
     /// `FROZEN` (HTTP 423): The account is frozen.
+    #[domain(code = "FROZEN", message = "The account is frozen.")]
     Frozen,
     /// `NO_SUCH_ACCOUNT` (HTTP 404): The account does not exist.
+    #[domain(code = "NO_SUCH_ACCOUNT", message = "The account does not exist.")]
     NoSuchAccount(types::AccountRef),
     /// `OVER_LIMIT` (HTTP 422): A single deposit is limited.
+    #[domain(code = "OVER_LIMIT", message = "A single deposit is limited.")]
     OverLimit(types::Limit),
-}
-impl ::alknet::DomainError for DepositError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <DepositOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::Frozen => {
-                ::alknet::CallError::domain("FROZEN", "The account is frozen.")
-            }
-            Self::NoSuchAccount(details) => {
-                ::alknet::CallError::domain(
-                        "NO_SUCH_ACCOUNT",
-                        "The account does not exist.",
-                    )
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::OverLimit(details) => {
-                ::alknet::CallError::domain("OVER_LIMIT", "A single deposit is limited.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "FROZEN" => ::std::option::Option::Some(Self::Frozen),
-            "NO_SUCH_ACCOUNT" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::NoSuchAccount)
-            }
-            "OVER_LIMIT" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::OverLimit)
-            }
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for DepositError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<DepositError> for ::alknet::OpError<DepositError> {
-    fn from(error: DepositError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The `bank` service: implement one method per operation, then serve it with [`register`].
 ///

@@ -867,556 +867,169 @@ impl ::alknet::Operation for ImagePullOp {
     }
 }
 /// The declared errors of `docker/container/create`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerCreateOp)]
 pub enum ContainerCreateError {
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
     /// `IMAGE_NOT_FOUND` (HTTP 404): No such image.
+    #[domain(code = "IMAGE_NOT_FOUND", message = "No such image.")]
     ImageNotFound(types::ImageRef),
-}
-impl ::alknet::DomainError for ContainerCreateError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerCreateOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-            Self::ImageNotFound(details) => {
-                ::alknet::CallError::domain("IMAGE_NOT_FOUND", "No such image.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            "IMAGE_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ImageNotFound)
-            }
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerCreateError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerCreateError>
-for ::alknet::OpError<ContainerCreateError> {
-    fn from(error: ContainerCreateError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/exec`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerExecOp)]
 pub enum ContainerExecError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerExecError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerExecOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerExecError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerExecError> for ::alknet::OpError<ContainerExecError> {
-    fn from(error: ContainerExecError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/inspect`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerInspectOp)]
 pub enum ContainerInspectError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerInspectError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerInspectOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerInspectError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerInspectError>
-for ::alknet::OpError<ContainerInspectError> {
-    fn from(error: ContainerInspectError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/list`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerListOp)]
 pub enum ContainerListError {
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerListError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerListOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerListError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerListError> for ::alknet::OpError<ContainerListError> {
-    fn from(error: ContainerListError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/logs`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerLogsOp)]
 pub enum ContainerLogsError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerLogsError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerLogsOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerLogsError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerLogsError> for ::alknet::OpError<ContainerLogsError> {
-    fn from(error: ContainerLogsError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/remove`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerRemoveOp)]
 pub enum ContainerRemoveError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerRemoveError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerRemoveOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerRemoveError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerRemoveError>
-for ::alknet::OpError<ContainerRemoveError> {
-    fn from(error: ContainerRemoveError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/restart`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerRestartOp)]
 pub enum ContainerRestartError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerRestartError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerRestartOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerRestartError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerRestartError>
-for ::alknet::OpError<ContainerRestartError> {
-    fn from(error: ContainerRestartError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/start`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerStartOp)]
 pub enum ContainerStartError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerStartError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerStartOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerStartError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerStartError>
-for ::alknet::OpError<ContainerStartError> {
-    fn from(error: ContainerStartError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/container/stop`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ContainerStopOp)]
 pub enum ContainerStopError {
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
+    #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ContainerStopError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ContainerStopOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::ContainerNotFound(details) => {
-                ::alknet::CallError::domain("CONTAINER_NOT_FOUND", "No such container.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "CONTAINER_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ContainerNotFound)
-            }
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ContainerStopError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ContainerStopError> for ::alknet::OpError<ContainerStopError> {
-    fn from(error: ContainerStopError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/image/inspect`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ImageInspectOp)]
 pub enum ImageInspectError {
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
     /// `IMAGE_NOT_FOUND` (HTTP 404): No such image.
+    #[domain(code = "IMAGE_NOT_FOUND", message = "No such image.")]
     ImageNotFound(types::ImageRef),
 }
-impl ::alknet::DomainError for ImageInspectError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ImageInspectOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-            Self::ImageNotFound(details) => {
-                ::alknet::CallError::domain("IMAGE_NOT_FOUND", "No such image.")
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            "IMAGE_NOT_FOUND" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ImageNotFound)
-            }
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ImageInspectError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ImageInspectError> for ::alknet::OpError<ImageInspectError> {
-    fn from(error: ImageInspectError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
-}
 /// The declared errors of `docker/image/list`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ImageListOp)]
 pub enum ImageListError {
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
-}
-impl ::alknet::DomainError for ImageListError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ImageListOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ImageListError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ImageListError> for ::alknet::OpError<ImageListError> {
-    fn from(error: ImageListError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The declared errors of `docker/image/pull`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
+#[domain(declared_by = ImagePullOp)]
 pub enum ImagePullError {
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
+    #[domain(
+        code = "DOCKER_ERROR",
+        message = "The Docker daemon failed or could not be reached."
+    )]
     DockerError,
     /// `IMAGE_PULL_FAILED` (HTTP 502): The registry refused or could not be reached.
+    #[domain(
+        code = "IMAGE_PULL_FAILED",
+        message = "The registry refused or could not be reached."
+    )]
     ImagePullFailed(types::ImageRef),
-}
-impl ::alknet::DomainError for ImagePullError {
-    fn declared() -> ::std::vec::Vec<::alknet::spec::ErrorSpec> {
-        <ImagePullOp as ::alknet::Operation>::spec().error_schemas
-    }
-    fn to_call_error(&self) -> ::alknet::CallError {
-        match self {
-            Self::DockerError => {
-                ::alknet::CallError::domain(
-                    "DOCKER_ERROR",
-                    "The Docker daemon failed or could not be reached.",
-                )
-            }
-            Self::ImagePullFailed(details) => {
-                ::alknet::CallError::domain(
-                        "IMAGE_PULL_FAILED",
-                        "The registry refused or could not be reached.",
-                    )
-                    .with_details(::alknet::typed::__private::details(details))
-            }
-        }
-    }
-    fn from_call_error(error: &::alknet::CallError) -> ::std::option::Option<Self> {
-        match error.code.as_str() {
-            "DOCKER_ERROR" => ::std::option::Option::Some(Self::DockerError),
-            "IMAGE_PULL_FAILED" => {
-                ::alknet::typed::__private::parse_details(&error.details)
-                    .map(Self::ImagePullFailed)
-            }
-            _ => ::std::option::Option::None,
-        }
-    }
-}
-impl ::alknet::typed::IntoCallError for ImagePullError {
-    fn into_call_error(self) -> ::alknet::CallError {
-        ::alknet::DomainError::to_call_error(&self)
-    }
-}
-impl ::std::convert::From<ImagePullError> for ::alknet::OpError<ImagePullError> {
-    fn from(error: ImagePullError) -> Self {
-        ::alknet::OpError::Domain(error)
-    }
 }
 /// The `docker` service: implement one method per operation, then serve it with [`register`].
 ///

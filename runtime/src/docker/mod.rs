@@ -22,6 +22,7 @@
 pub mod api;
 mod errors;
 mod ownership;
+mod process;
 mod service;
 pub mod tty;
 

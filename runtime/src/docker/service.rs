@@ -297,7 +297,8 @@ impl DockerService for DockerPack {
         let StartExecResults::Attached { output, input: _ } = started else {
             return Err(OpError::Call(docker_error("the exec started detached")));
         };
-        let kill = super::tty::KillOnDrop::new(self, super::tty::Target::Exec(exec.clone()));
+        let kill =
+            super::process::KillOnDrop::new(self, super::process::Target::Exec(exec.clone()));
         let output = output.map(|item| {
             let (stream, bytes) = split_output(item.map_err(|e| op_error(e, Subject::Daemon))?);
             Ok(ExecItem::Output(ExecOutput {
@@ -310,7 +311,7 @@ impl DockerService for DockerPack {
         let docker = self.docker.clone();
         let exit = stream::once(async move {
             let mut kill = kill;
-            let code = super::tty::Target::Exec(exec).exit_code(&docker).await;
+            let code = super::process::Target::Exec(exec).exit_code(&docker).await;
             kill.disarm();
             code.map_err(OpError::Call).map(|exit_code| {
                 ExecItem::Exit(ExecExit {

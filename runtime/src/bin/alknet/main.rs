@@ -374,7 +374,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
     }
-    options.mcp_gateway_mode = args.mcp_gateway;
     if let Some(config) = &args.config {
         let identities = ConfigIdentities::from_file(config)?;
         let (peers, tokens) = identities.len();
@@ -404,7 +403,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let server = Server::bind(registry, options)?;
     let http = match args.http {
-        Some(addr) => format!(" http={}", server.serve_http(addr).await?),
+        Some(addr) => {
+            let http_options = alknet::HttpOptions {
+                mcp_gateway_mode: args.mcp_gateway,
+            };
+            format!(
+                " http={}",
+                server.serve_http_with(addr, http_options).await?
+            )
+        }
         None => String::new(),
     };
     {

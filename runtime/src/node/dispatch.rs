@@ -1,15 +1,16 @@
 //! Transport-neutral dispatch of one request (design §5 dispatch order, §4.5 errors, §4.6
 //! deadlines).
 //!
-//! Every transport turns what it received into a [`Request`] and awaits [`dispatch`]: it
-//! resolves the request (lookup → access → input validation → kind check) and runs it with
-//! deadlines, panic isolation and error normalization. Nested calls from [`crate::env`] go
-//! through the same function. Transports only move bytes; the rules live here once.
+//! Every transport turns what it received into a [`Request`] and hands it to one of two entry
+//! points, one per shape: [`unary`] runs a query/mutation to its answer, [`stream`] sets up a
+//! subscription and returns its items. Both resolve the request (lookup → access → input
+//! validation → kind check) and run it with deadlines, panic isolation and error
+//! normalization. Nested calls from [`Env`](crate::Env) go through the same functions.
+//! Transports only move bytes; the rules live here once.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
@@ -17,65 +18,55 @@ use alknet_spec::{OperationName, Visibility};
 use futures_util::{FutureExt, Stream};
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
+use super::request::Request;
 use crate::access;
-use crate::connection::Connection;
 use crate::context::Context;
 use crate::error::CallError;
-use crate::identity::Identity;
-use crate::registry::{
-    Handler, ItemStream, RegisteredOperation as Operation, Registry, StreamFuture,
-};
+use crate::registry::{Handler, RegisteredOperation, Registry, StreamFuture, ValueStream};
 
-/// One request as a transport received it (or as a composer made it).
-pub(crate) struct Request {
-    pub id: String,
-    pub parent_id: Option<String>,
-    pub operation_id: String,
-    pub input: Value,
-    pub timeout_ms: Option<u64>,
-    /// An upper bound inherited from a parent request.
-    pub deadline: Option<Instant>,
-    /// `Some(true)`: the caller expects a stream; `Some(false)`: one answer; `None`: either.
-    pub expect_stream: Option<bool>,
-    pub identity: Option<Arc<Identity>>,
-    pub peer: Option<Connection>,
-    pub cancel: CancellationToken,
-    /// Nested call from a composition: internal operations are reachable.
-    pub internal: bool,
-}
-
-/// What a request comes to: one answer, or a stream of items.
-pub(crate) enum Answer {
-    /// The output or error of a query/mutation, or the one error of a subscription that could
-    /// not start.
-    Unary(Result<Value, CallError>),
-    /// A running subscription.
-    Stream(GuardedStream),
-}
-
-/// Resolves and runs a request. A query/mutation runs to its answer; a subscription is set up
-/// and returned as a stream.
-pub(crate) async fn dispatch(
+/// Runs a query/mutation to its answer. A subscription is `INVALID_OPERATION_TYPE` (after the
+/// lookup, access and input checks, as design §5 orders them).
+pub(crate) async fn unary(
     registry: Arc<Registry>,
     default_timeout: Duration,
     request: Request,
-) -> Answer {
-    match prepare(&registry, default_timeout, request).await {
-        Err(error) => Answer::Unary(Err(error)),
-        Ok(prepared) if prepared.op.spec().op_type.is_unary() => {
-            Answer::Unary(run_unary(prepared).await)
-        }
-        Ok(prepared) => Answer::Stream(run_stream(prepared)),
-    }
+) -> Result<Value, CallError> {
+    let prepared = prepare(&registry, default_timeout, request, Shape::Unary).await?;
+    run_unary(prepared).await
+}
+
+/// Sets up a subscription and returns its items. A query/mutation is `INVALID_OPERATION_TYPE`.
+pub(crate) async fn stream(
+    registry: Arc<Registry>,
+    default_timeout: Duration,
+    request: Request,
+) -> Result<GuardedStream, CallError> {
+    let prepared = prepare(&registry, default_timeout, request, Shape::Stream).await?;
+    Ok(run_stream(prepared))
+}
+
+/// Whether `operation_id` names a subscription this request could reach: for callers that did
+/// not say which shape they expect (the wire's `stream` field is optional).
+pub(crate) fn is_subscription(registry: &Registry, operation_id: &str) -> bool {
+    OperationName::parse_wire(operation_id)
+        .ok()
+        .and_then(|name| registry.get(name.as_str()))
+        .is_some_and(|op| !op.spec().op_type.is_unary())
+}
+
+/// The shape a caller expects: one answer, or a stream of items.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Unary,
+    Stream,
 }
 
 /// A request that passed every check and is ready to run.
-pub(crate) struct Prepared {
-    pub op: Arc<Operation>,
-    pub ctx: Context,
-    pub input: Value,
+struct Prepared {
+    op: Arc<RegisteredOperation>,
+    ctx: Context,
+    input: Value,
 }
 
 /// Resolves a request in the order of design §5. Errors are the answer to send.
@@ -83,6 +74,7 @@ async fn prepare(
     registry: &Arc<Registry>,
     default_timeout: Duration,
     request: Request,
+    shape: Shape,
 ) -> Result<Prepared, CallError> {
     let not_found =
         || CallError::not_found(format!("operation `{}` not found", request.operation_id));
@@ -97,12 +89,16 @@ async fn prepare(
         .resource_type
         .as_deref()
         .and_then(|resource_type| registry.ownership(resource_type));
-    access::authorize(spec, request.identity.as_deref(), &request.input, ownership).await?;
+    access::authorize(
+        spec,
+        request.meta.identity.as_deref(),
+        &request.input,
+        ownership,
+    )
+    .await?;
     op.validate_input(&request.input)?;
     let is_stream = !spec.op_type.is_unary();
-    if let Some(expect_stream) = request.expect_stream
-        && expect_stream != is_stream
-    {
+    if (shape == Shape::Stream) != is_stream {
         return Err(CallError::invalid_operation_type(if is_stream {
             format!("`{}` is a subscription: subscribe to it", spec.name)
         } else {
@@ -124,18 +120,13 @@ async fn prepare(
         (Some(inherited), Some(own)) => Some(inherited.min(own)),
         (inherited, own) => inherited.or(own),
     };
-    let ctx = Context {
-        request_id: request.id,
-        parent_id: request.parent_id,
-        identity: request.identity,
+    let ctx = Context::new(
+        request.meta,
         deadline,
-        cancel: request.cancel,
-        peer: request.peer,
-        registry: Arc::clone(registry),
-        composition: op.composition().cloned(),
+        Arc::clone(registry),
+        op.composition().cloned(),
         default_timeout,
-        children: Arc::new(AtomicU64::new(0)),
-    };
+    );
     Ok(Prepared {
         op: Arc::clone(op),
         ctx,
@@ -143,7 +134,7 @@ async fn prepare(
     })
 }
 
-fn panic_error(op: &Operation, payload: &(dyn std::any::Any + Send)) -> CallError {
+fn panic_error(op: &RegisteredOperation, payload: &(dyn std::any::Any + Send)) -> CallError {
     let what = payload
         .downcast_ref::<&str>()
         .copied()
@@ -154,7 +145,7 @@ fn panic_error(op: &Operation, payload: &(dyn std::any::Any + Send)) -> CallErro
 }
 
 fn timeout_error(ctx: &Context) -> CallError {
-    ctx.cancel.cancel();
+    ctx.meta.cancel.cancel();
     CallError::timeout("the deadline expired")
 }
 
@@ -209,14 +200,15 @@ fn run_stream(prepared: Prepared) -> GuardedStream {
 
 enum State {
     Setup(StreamFuture),
-    Running(ItemStream),
+    Running(ValueStream),
     Failed(Option<CallError>),
     Done,
 }
 
-/// The stream [`run_stream`] returns.
+/// The items of a running subscription, as [`stream`] returns them: deadline, panic isolation
+/// and error normalization applied; the first `Err` item is the last.
 pub(crate) struct GuardedStream {
-    op: Arc<Operation>,
+    op: Arc<RegisteredOperation>,
     ctx: Context,
     deadline: Option<Pin<Box<Sleep>>>,
     state: State,

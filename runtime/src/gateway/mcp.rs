@@ -28,22 +28,24 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::auth::bearer_identity;
+use super::batch::{parse_batch, run_batch};
 use crate::access;
-use crate::connection::NodeShared;
-use crate::dispatch::{self, Answer, Request};
 use crate::error::CallError;
 use crate::identity::Identity;
+use crate::node::Node;
+use crate::node::request::Request;
 
-/// The MCP handler: one per session, sharing the node.
+/// The MCP server: one per session, sharing the node.
 #[derive(Clone)]
-struct Handler {
-    shared: Arc<NodeShared>,
+struct McpServer {
+    node: Arc<Node>,
     gateway_mode: bool,
 }
 
-fn caller(shared: &NodeShared, context: &RequestContext<RoleServer>) -> Option<Arc<Identity>> {
+fn caller(node: &Node, context: &RequestContext<RoleServer>) -> Option<Arc<Identity>> {
     let parts = context.extensions.get::<Parts>()?;
-    crate::http::bearer_identity(shared, &parts.headers)
+    bearer_identity(node, &parts.headers)
 }
 
 fn tool(value: Value) -> Result<Tool, ErrorData> {
@@ -90,7 +92,7 @@ fn result(structured: Value, is_error: bool) -> CallToolResponse {
     }
 }
 
-impl Handler {
+impl McpServer {
     async fn dispatch(
         &self,
         operation: &str,
@@ -98,31 +100,14 @@ impl Handler {
         identity: Option<Arc<Identity>>,
         cancel: CancellationToken,
     ) -> Result<Value, CallError> {
-        let request = Request {
-            id: format!("mcp-{}", operation),
-            parent_id: None,
-            operation_id: operation.to_owned(),
+        let request = Request::new(
+            self.node.request_id("mcp"),
+            operation,
             input,
-            timeout_ms: None,
-            deadline: None,
-            expect_stream: Some(false),
             identity,
-            peer: None,
             cancel,
-            internal: false,
-        };
-        match dispatch::dispatch(
-            Arc::clone(&self.shared.registry),
-            self.shared.config.default_timeout,
-            request,
-        )
-        .await
-        {
-            Answer::Unary(outcome) => outcome,
-            Answer::Stream(_) => Err(CallError::invalid_operation_type(
-                "subscriptions are not tools",
-            )),
-        }
+        );
+        self.node.unary(request).await
     }
 
     /// Calls one operation for a tool, turning the outcome into a tool result.
@@ -134,7 +119,7 @@ impl Handler {
         cancel: CancellationToken,
     ) -> Result<CallToolResponse, ErrorData> {
         let spec = self
-            .shared
+            .node
             .registry
             .get(operation)
             .map(|op| op.spec().clone())
@@ -208,29 +193,20 @@ impl Handler {
                     .map(|output| json!({"output": output}))
             }
             "batch" => {
-                let calls = arguments
-                    .get("calls")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let mut answers = Vec::with_capacity(calls.len());
-                for call in calls.iter().take(crate::http::MAX_BATCH) {
-                    let operation = call
-                        .get("operation")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let input = call.get("input").cloned().unwrap_or_else(|| json!({}));
-                    answers.push(
-                        match self
-                            .dispatch(operation, input, identity.clone(), cancel.child_token())
-                            .await
-                        {
-                            Ok(output) => json!({"output": output}),
-                            Err(error) => json!({"error": error}),
-                        },
-                    );
+                let calls = match arguments.get("calls") {
+                    Some(Value::Array(calls)) => Ok(calls.clone()),
+                    _ => Err(CallError::invalid_input(
+                        "`calls` must be an array of {\"operation\", \"input\"}",
+                        "/calls",
+                    )),
+                };
+                match calls.and_then(|calls| parse_batch(calls).map_err(|refused| refused.error)) {
+                    Ok(calls) => {
+                        let answers = run_batch(&self.node, "mcp", calls, identity, &cancel).await;
+                        Ok(json!({"answers": answers}))
+                    }
+                    Err(error) => Err(error),
                 }
-                Ok(json!({"answers": answers}))
             }
             other => {
                 return Err(ErrorData::invalid_params(
@@ -247,7 +223,7 @@ impl Handler {
     }
 }
 
-impl ServerHandler for Handler {
+impl ServerHandler for McpServer {
     fn get_info(&self) -> InitializeResult {
         let capabilities: ServerCapabilities =
             serde_json::from_value(json!({"tools": {"listChanged": false}}))
@@ -269,8 +245,8 @@ impl ServerHandler for Handler {
         let tools = if self.gateway_mode {
             gateway_tools()
         } else {
-            let identity = caller(&self.shared, &context);
-            self.shared
+            let identity = caller(&self.node, &context);
+            self.node
                 .registry
                 .operations()
                 .into_iter()
@@ -293,7 +269,7 @@ impl ServerHandler for Handler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let identity = caller(&self.shared, &context);
+        let identity = caller(&self.node, &context);
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         // The client's `notifications/cancelled` (or a closed session) drops the handler.
         let cancel = context.ct.child_token();
@@ -309,16 +285,13 @@ impl ServerHandler for Handler {
 }
 
 /// The `/mcp` service for axum.
-pub(crate) fn service(
-    shared: Arc<NodeShared>,
+pub(super) fn service(
+    node: Arc<Node>,
     gateway_mode: bool,
 ) -> StreamableHttpService<impl ServerHandler, LocalSessionManager> {
-    let config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(shared.shutdown.child_token());
-    let handler = Handler {
-        shared,
-        gateway_mode,
-    };
+    let config =
+        StreamableHttpServerConfig::default().with_cancellation_token(node.shutdown.child_token());
+    let handler = McpServer { node, gateway_mode };
     StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),

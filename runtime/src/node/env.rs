@@ -23,11 +23,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{CallOptions, Connection, Subscription};
-use crate::context::Context;
-use crate::dispatch::{self, Answer, Request};
+use super::dispatch;
+use super::request::Request;
+use crate::context::{Context, RequestMeta};
 use crate::error::CallError;
-use crate::registry::ItemStream;
+use crate::peer::{CallOptions, Peer};
+use crate::registry::ValueStream;
 use crate::typed::{OpError, Operation};
 
 /// Options for one nested call.
@@ -55,11 +56,15 @@ pub struct Env {
     ctx: Context,
 }
 
-impl Env {
-    pub(crate) fn new(ctx: Context) -> Self {
-        Self { ctx }
+impl Context {
+    /// Nested calls: to operations of this node or of the peer, under the running operation's
+    /// declared authority (see [`Registry::register_composed`](crate::Registry::register_composed)).
+    pub fn env(&self) -> Env {
+        Env { ctx: self.clone() }
     }
+}
 
+impl Env {
     /// Checks the allow-list; anything not listed does not exist for this composer.
     fn allowed(&self, op: &str) -> Result<OperationName, CallError> {
         let not_found = || CallError::not_found(format!("operation `{op}` not found"));
@@ -83,31 +88,35 @@ impl Env {
         name: &OperationName,
         input: Value,
         options: &NestedOptions,
-        expect_stream: bool,
     ) -> Request {
         let n = self.ctx.children.fetch_add(1, Ordering::Relaxed) + 1;
-        Request {
-            id: format!("{}.{n}", self.ctx.request_id),
-            parent_id: Some(self.ctx.request_id.clone()),
-            operation_id: name.wire_id(),
+        let parent = &self.ctx.meta;
+        let identity = self
+            .ctx
+            .composition
+            .as_ref()
+            .and_then(|c| c.authority.clone())
+            .map(Arc::new);
+        let cancel = if options.continue_running {
+            CancellationToken::new()
+        } else {
+            parent.cancel.child_token()
+        };
+        let mut request = Request::new(
+            format!("{}.{n}", parent.id),
+            name.wire_id(),
             input,
-            timeout_ms: None,
-            deadline: self.child_deadline(options),
-            expect_stream: Some(expect_stream),
-            identity: self
-                .ctx
-                .composition
-                .as_ref()
-                .and_then(|c| c.authority.clone())
-                .map(Arc::new),
-            peer: self.ctx.peer.clone(),
-            cancel: if options.continue_running {
-                CancellationToken::new()
-            } else {
-                self.ctx.cancel.child_token()
-            },
-            internal: true,
-        }
+            identity,
+            cancel,
+        );
+        request.meta = RequestMeta {
+            parent_id: Some(parent.id.clone()),
+            peer: parent.peer.clone(),
+            ..request.meta
+        };
+        request.deadline = self.child_deadline(options);
+        request.internal = true;
+        request
     }
 
     /// Calls an `#[operation]` of this node with typed input and output.
@@ -153,18 +162,13 @@ impl Env {
         options: NestedOptions,
     ) -> Result<Value, CallError> {
         let name = self.allowed(op)?;
-        let request = self.child_request(&name, input, &options, false);
-        let registry = Arc::clone(&self.ctx.registry);
-        let default_timeout = self.ctx.default_timeout;
-        let cancel = request.cancel.clone();
-        let child = async move {
-            match dispatch::dispatch(registry, default_timeout, request).await {
-                Answer::Unary(outcome) => outcome,
-                Answer::Stream(_) => Err(CallError::invalid_operation_type(
-                    "nested call to a subscription",
-                )),
-            }
-        };
+        let request = self.child_request(&name, input, &options);
+        let cancel = request.meta.cancel.clone();
+        let child = dispatch::unary(
+            Arc::clone(&self.ctx.registry),
+            self.ctx.default_timeout,
+            request,
+        );
         if options.continue_running {
             detach(child).await
         } else {
@@ -176,24 +180,22 @@ impl Env {
     }
 
     /// Subscribes to a subscription of this node by name. The stream is dropped with the parent.
-    pub async fn subscribe_json(&self, op: &str, input: Value) -> Result<ItemStream, CallError> {
+    pub async fn subscribe_json(&self, op: &str, input: Value) -> Result<ValueStream, CallError> {
         let name = self.allowed(op)?;
-        let request = self.child_request(&name, input, &NestedOptions::default(), true);
-        let cancel = request.cancel.clone();
-        let registry = Arc::clone(&self.ctx.registry);
-        match dispatch::dispatch(registry, self.ctx.default_timeout, request).await {
-            Answer::Stream(items) => {
-                let guard = cancel.drop_guard();
-                Ok(items
-                    .map(move |item| {
-                        let _ = &guard;
-                        item
-                    })
-                    .boxed())
-            }
-            Answer::Unary(Err(error)) => Err(error),
-            Answer::Unary(Ok(_)) => Err(CallError::internal("expected a stream")),
-        }
+        let request = self.child_request(&name, input, &NestedOptions::default());
+        let guard = request.meta.cancel.clone().drop_guard();
+        let items = dispatch::stream(
+            Arc::clone(&self.ctx.registry),
+            self.ctx.default_timeout,
+            request,
+        )
+        .await?;
+        Ok(items
+            .map(move |item| {
+                let _ = &guard;
+                item
+            })
+            .boxed())
     }
 
     /// Calls a query/mutation that the peer of this request's connection registered (the
@@ -211,10 +213,7 @@ impl Env {
         options: NestedOptions,
     ) -> Result<Value, CallError> {
         let (name, peer, call_options) = self.peer_target(op, &options)?;
-        let call = async move {
-            peer.call_json_with(name.as_str(), input, call_options)
-                .await
-        };
+        let call = peer.call_json(name.as_str(), input, call_options);
         if options.continue_running {
             detach(call).await
         } else {
@@ -228,9 +227,9 @@ impl Env {
         &self,
         op: &str,
         input: Value,
-    ) -> Result<Subscription, CallError> {
+    ) -> Result<ValueStream, CallError> {
         let (name, peer, call_options) = self.peer_target(op, &NestedOptions::default())?;
-        peer.subscribe_json_with(name.as_str(), input, call_options)
+        peer.subscribe_json(name.as_str(), input, call_options)
             .await
     }
 
@@ -240,9 +239,9 @@ impl Env {
         &self,
         op: &str,
         options: &NestedOptions,
-    ) -> Result<(OperationName, Connection, CallOptions), CallError> {
+    ) -> Result<(OperationName, Arc<dyn Peer>, CallOptions), CallError> {
         let name = self.allowed(op)?;
-        let peer = self.ctx.peer.clone().ok_or_else(|| {
+        let peer = self.ctx.meta.peer.clone().ok_or_else(|| {
             CallError::not_found("no peer: this request did not arrive over a connection")
         })?;
         let timeout = self

@@ -1,29 +1,11 @@
-//! The HTTP gateway (design §7): axum routes over the same registry, identities and dispatch as
-//! the QUIC transport.
-//!
-//! | route | |
-//! |---|---|
-//! | `POST /call` `{"operation", "input"}` | one query/mutation |
-//! | `POST /batch` `[{"operation", "input"}, …]` | answers in order, `{"output"}` or `{"error"}` each |
-//! | `POST /subscribe`, `GET /subscribe?operation=…&input=…` | Server-Sent Events |
-//! | `POST /ops/{name}` | typed route: body = input; SSE for subscriptions |
-//! | `GET /search?q=`, `GET /schema?name=` | discovery |
-//! | `GET /openapi.json` | the OpenAPI 3.1 projection of the registry |
-//! | `GET /alknet/call` | WebSocket: the call protocol, one binary message per envelope |
-//! | `GET /healthz` | `ok` |
-//!
-//! Every error answer is a JSON `call.error`, with the status of design §7: `NOT_FOUND` 404,
-//! `FORBIDDEN` 401 without an identity and 403 with one, `INVALID_INPUT` 422 (400 for a body that
-//! is not JSON), `INVALID_OPERATION_TYPE` 400, `TIMEOUT` 504, `INTERNAL` 500, a declared domain
-//! code its `http_status` (else 500); 405 (with `Allow`), 413 and unknown routes are JSON too.
-//! A client that goes away drops the handler: that is the cancellation.
+//! The gateway's HTTP routes: each turns what it received into a dispatch request and the
+//! answer into JSON or Server-Sent Events. Errors are JSON `call.error`s with the statuses of
+//! design §7 (see the [module docs](super)).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use alknet_spec::openapi::{OpenApiInfo, openapi_document};
 use alknet_spec::{OperationName, ProtocolCode, Visibility};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
@@ -34,24 +16,24 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::future::join_all;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::NodeShared;
-use crate::dispatch::{self, Answer, GuardedStream, Request};
+use super::auth::bearer_identity;
+use super::batch::{BatchCall, parse_batch, run_batch};
 use crate::error::CallError;
 use crate::identity::Identity;
+use crate::node::Node;
+use crate::node::dispatch::GuardedStream;
+use crate::node::request::Request;
 
-/// Largest number of calls in one `/batch`.
-pub const MAX_BATCH: usize = 1000;
-
+/// What every route shares: the node and the OpenAPI document made from its registry.
 #[derive(Clone)]
-struct Gateway {
-    shared: Arc<NodeShared>,
-    openapi: Arc<Value>,
+pub(super) struct Gateway {
+    pub node: Arc<Node>,
+    pub openapi: Arc<Value>,
 }
 
 /// Who is calling over HTTP, from `Authorization: Bearer <token>`.
@@ -62,23 +44,9 @@ struct Caller {
 impl Caller {
     fn from_headers(gateway: &Gateway, headers: &HeaderMap) -> Caller {
         Caller {
-            identity: bearer_identity(&gateway.shared, headers),
+            identity: bearer_identity(&gateway.node, headers),
         }
     }
-}
-
-/// The identity named by an `Authorization: Bearer <token>` header, if the token resolves. The
-/// gateway routes and MCP share it.
-pub(crate) fn bearer_identity(shared: &NodeShared, headers: &HeaderMap) -> Option<Arc<Identity>> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?;
-    shared
-        .identities
-        .as_ref()?
-        .by_token(token.trim())
-        .map(Arc::new)
 }
 
 /// A `call.error` as an HTTP response.
@@ -107,7 +75,7 @@ impl Gateway {
             Ok(code) => alknet_spec::openapi::protocol_status(code.as_str()),
             Err(_) => operation
                 .and_then(|op| OperationName::parse_wire(op).ok())
-                .and_then(|name| self.shared.registry.get(name.as_str()).cloned())
+                .and_then(|name| self.node.registry.get(name.as_str()).cloned())
                 .and_then(|op| {
                     op.spec()
                         .declared_error(&error.code)
@@ -129,38 +97,14 @@ impl Gateway {
         input: Value,
         caller: &Caller,
         cancel: &CancellationToken,
-        expect_stream: Option<bool>,
     ) -> Request {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Request {
-            id: format!("http-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
-            parent_id: None,
-            operation_id: operation.to_owned(),
+        Request::new(
+            self.node.request_id("http"),
+            operation,
             input,
-            timeout_ms: None,
-            deadline: None,
-            expect_stream,
-            identity: caller.identity.clone(),
-            peer: None,
-            cancel: cancel.clone(),
-            internal: false,
-        }
-    }
-
-    async fn dispatch(
-        &self,
-        operation: &str,
-        input: Value,
-        caller: &Caller,
-        cancel: &CancellationToken,
-        expect_stream: Option<bool>,
-    ) -> Answer {
-        dispatch::dispatch(
-            Arc::clone(&self.shared.registry),
-            self.shared.config.default_timeout,
-            self.request(operation, input, caller, cancel, expect_stream),
+            caller.identity.clone(),
+            cancel.clone(),
         )
-        .await
     }
 
     /// One query/mutation: 200 with the output, or the error with its status.
@@ -168,31 +112,20 @@ impl Gateway {
         let cancel = CancellationToken::new();
         // Dropped with this future when the client goes away: the handler's signal fires.
         let _cancel_on_drop = cancel.clone().drop_guard();
-        let error = match self
-            .dispatch(operation, input, caller, &cancel, Some(false))
-            .await
-        {
-            Answer::Unary(Ok(output)) => return Json(output).into_response(),
-            Answer::Unary(Err(error)) => error,
-            Answer::Stream(_) => CallError::invalid_operation_type("a subscription"),
-        };
-        self.error(error, Some(operation), caller)
+        let request = self.request(operation, input, caller, &cancel);
+        match self.node.unary(request).await {
+            Ok(output) => Json(output).into_response(),
+            Err(error) => self.error(error, Some(operation), caller),
+        }
     }
 
     /// A subscription as Server-Sent Events, or the error that stopped it from starting.
     async fn subscription(&self, operation: &str, input: Value, caller: &Caller) -> Response {
         let cancel = CancellationToken::new();
-        match self
-            .dispatch(operation, input, caller, &cancel, Some(true))
-            .await
-        {
-            Answer::Stream(items) => sse(items, cancel).into_response(),
-            Answer::Unary(Err(error)) => self.error(error, Some(operation), caller),
-            Answer::Unary(Ok(_)) => self.error(
-                CallError::internal("expected a stream"),
-                Some(operation),
-                caller,
-            ),
+        let request = self.request(operation, input, caller, &cancel);
+        match self.node.stream(request).await {
+            Ok(items) => sse(items, cancel).into_response(),
+            Err(error) => self.error(error, Some(operation), caller),
         }
     }
 }
@@ -238,19 +171,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ErrorResp
     serde_json::from_slice(body).map_err(invalid_json)
 }
 
-#[derive(Deserialize)]
-struct CallBody {
-    operation: String,
-    /// Absent means the empty object, as on the command line.
-    #[serde(default = "empty_object")]
-    input: Value,
-}
-
-fn empty_object() -> Value {
-    json!({})
-}
-
-fn parse_call(body: &Bytes) -> Result<CallBody, ErrorResponse> {
+fn parse_call(body: &Bytes) -> Result<BatchCall, ErrorResponse> {
     let value: Value = parse_json(body)?;
     serde_json::from_value(value).map_err(|e| ErrorResponse {
         error: CallError::invalid_input(
@@ -278,49 +199,25 @@ async fn batch(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) 
         Ok(calls) => calls,
         Err(response) => return response.into_response(),
     };
-    if calls.len() > MAX_BATCH {
-        return ErrorResponse {
-            error: CallError::invalid_input(format!("a batch holds at most {MAX_BATCH} calls"), ""),
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-        }
-        .into_response();
-    }
-    // A malformed entry makes the whole request malformed: nothing runs.
-    let mut parsed = Vec::with_capacity(calls.len());
-    for (i, call) in calls.into_iter().enumerate() {
-        match serde_json::from_value::<CallBody>(call) {
-            Ok(call) => parsed.push(call),
-            Err(e) => {
-                return ErrorResponse {
-                    error: CallError::invalid_input(
-                        format!("call {i} is not {{\"operation\": \"svc/op\", \"input\": …}}: {e}"),
-                        format!("/{i}"),
-                    ),
-                    status: StatusCode::UNPROCESSABLE_ENTITY,
-                }
-                .into_response();
+    let calls = match parse_batch(calls) {
+        Ok(calls) => calls,
+        Err(refused) => {
+            let status = if refused.too_large {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return ErrorResponse {
+                error: refused.error,
+                status,
             }
+            .into_response();
         }
-    }
-    let answers = join_all(parsed.into_iter().map(|call| {
-        let gateway = &gateway;
-        let caller = &caller;
-        async move {
-            let cancel = CancellationToken::new();
-            let _cancel_on_drop = cancel.clone().drop_guard();
-            match gateway
-                .dispatch(&call.operation, call.input, caller, &cancel, Some(false))
-                .await
-            {
-                Answer::Unary(Ok(output)) => json!({"output": output}),
-                Answer::Unary(Err(error)) => json!({"error": error}),
-                Answer::Stream(_) => {
-                    json!({"error": CallError::invalid_operation_type("a subscription")})
-                }
-            }
-        }
-    }))
-    .await;
+    };
+    let cancel = CancellationToken::new();
+    // Dropped with this future when the client goes away: every call's signal fires.
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    let answers = run_batch(&gateway.node, "http", calls, caller.identity, &cancel).await;
     Json(answers).into_response()
 }
 
@@ -380,7 +277,7 @@ async fn typed_route(
             Err(response) => return response.into_response(),
         }
     };
-    let is_subscription = gateway.shared.registry.get(&name).is_some_and(|op| {
+    let is_subscription = gateway.node.registry.get(&name).is_some_and(|op| {
         op.spec().visibility == Visibility::External && !op.spec().op_type.is_unary()
     });
     if is_subscription {
@@ -490,29 +387,20 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
-    let max = gateway.shared.config.max_frame_len as usize;
+    let max = gateway.node.config.max_frame_len as usize;
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            crate::websocket::serve_session(gateway.shared, caller.identity, remote, socket)
+            super::websocket::serve_session(gateway.node, caller.identity, remote, socket)
         })
 }
 
-/// The gateway's routes over `shared`; with the `mcp` feature, `/mcp` too (gateway mode:
-/// four fixed tools instead of one per operation).
-pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize, mcp_gateway_mode: bool) -> Router {
-    let info = OpenApiInfo {
-        title: "alknet node".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        description: "The operations of this node, over the alknet HTTP gateway.".into(),
-    };
-    let openapi = Arc::new(openapi_document(&shared.registry.spec_bundle(), &info));
-    let gateway = Gateway {
-        shared: Arc::clone(&shared),
-        openapi,
-    };
-    let routes = Router::new()
+/// The gateway's routes (everything but MCP) over `gateway`, with JSON error bodies and the
+/// body limit.
+pub(super) fn routes(gateway: Gateway) -> Router {
+    let body_limit = gateway.node.config.max_frame_len as usize;
+    Router::new()
         .route("/call", post(call))
         .route("/batch", post(batch))
         .route("/subscribe", post(subscribe_post).get(subscribe_get))
@@ -525,30 +413,5 @@ pub(crate) fn router(shared: Arc<NodeShared>, body_limit: usize, mcp_gateway_mod
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
-        .with_state(gateway);
-    // MCP answers in its own JSON-RPC terms, so it is added after the JSON-error layer.
-    #[cfg(feature = "mcp")]
-    let routes = routes.nest_service("/mcp", crate::mcp::service(shared, mcp_gateway_mode));
-    #[cfg(not(feature = "mcp"))]
-    let _ = (shared, mcp_gateway_mode);
-    routes
-}
-
-/// Serves the gateway on `listener` until `shutdown` is cancelled.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) {
-    let _ = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
-}
-
-/// Binds the gateway's TCP listener.
-pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
+        .with_state(gateway)
 }

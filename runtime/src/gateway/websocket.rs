@@ -27,13 +27,14 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::
 use tracing::debug;
 
 use crate::config::ProtocolConfig;
-use crate::connection::{Connection, Incoming, MessageTransport, NodeShared};
+use crate::connection::{Connection, LinkMessage, MessageTransport};
 use crate::identity::{Identity, IdentityProvider};
+use crate::node::Node;
 use crate::registry::Registry;
 use crate::wire::split_frames;
 
 /// WebSocket close code for a normal end.
-const CLOSE_NORMAL: u16 = 1000;
+const WS_CLOSE_NORMAL: u16 = 1000;
 /// WebSocket close code for a protocol violation.
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// A close frame's reason is at most 123 bytes.
@@ -62,7 +63,7 @@ fn is_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// What one WebSocket message means to the call protocol.
 enum Step {
-    Message(Incoming),
+    Message(LinkMessage),
     /// Ping, pong: handled by the WebSocket library.
     Skip,
     /// A close frame or a read error: the session is over.
@@ -74,7 +75,7 @@ enum Step {
 fn incoming<S, M, E>(
     messages: S,
     classify: fn(M) -> Step,
-) -> futures_util::stream::BoxStream<'static, Incoming>
+) -> futures_util::stream::BoxStream<'static, LinkMessage>
 where
     S: Stream<Item = Result<M, E>> + Send + 'static,
     M: 'static,
@@ -85,7 +86,7 @@ where
             Ok(message) => classify(message),
             // The library refuses an oversized message before buffering it; tell the peer.
             Err(error) if is_too_large(&error) => {
-                Step::Message(Incoming::Violation(format!("{TOO_LARGE}: {error}")))
+                Step::Message(LinkMessage::Violation(format!("{TOO_LARGE}: {error}")))
             }
             Err(error) => {
                 debug!(%error, "WebSocket read ended");
@@ -143,7 +144,7 @@ async fn send_outgoing<S, M>(
             close(CLOSE_TOO_LARGE, close_reason(problem))
         }
         Some(problem) => close(CLOSE_PROTOCOL_ERROR, close_reason(problem)),
-        None => close(CLOSE_NORMAL, String::new()),
+        None => close(WS_CLOSE_NORMAL, String::new()),
     };
     let _ = sink.send(frame).await;
     let _ = sink.close().await;
@@ -170,20 +171,20 @@ fn close_reason(problem: &str) -> String {
 
 /// Serves one upgraded gateway session until it closes. `identity` is the caller of the upgrade
 /// request.
-pub(crate) async fn serve_session(
-    shared: Arc<NodeShared>,
+pub(super) async fn serve_session(
+    node: Arc<Node>,
     identity: Option<Arc<Identity>>,
     remote: SocketAddr,
     socket: WebSocket,
 ) {
     let (sink, stream) = socket.split();
     let messages = incoming(stream, |message| match message {
-        axum_ws::Message::Binary(bytes) => Step::Message(Incoming::Envelope(bytes)),
-        axum_ws::Message::Text(_) => Step::Message(Incoming::Violation(TEXT_REFUSED.into())),
+        axum_ws::Message::Binary(bytes) => Step::Message(LinkMessage::Envelope(bytes)),
+        axum_ws::Message::Text(_) => Step::Message(LinkMessage::Violation(TEXT_REFUSED.into())),
         axum_ws::Message::Ping(_) | axum_ws::Message::Pong(_) => Step::Skip,
         axum_ws::Message::Close(_) => Step::End,
     });
-    let (connection, transport) = Connection::start_messages(shared, identity, remote, messages);
+    let (connection, transport) = Connection::start_messages(node, identity, remote, messages);
     send_outgoing(sink, transport, axum_ws::Message::Binary, |code, reason| {
         axum_ws::Message::Close(Some(axum_ws::CloseFrame {
             code,
@@ -227,7 +228,7 @@ pub enum WebSocketError {
 /// and subscriptions go to the gateway's node, and the gateway may call the operations in this
 /// client's registry.
 pub struct WebSocketClient {
-    shared: Arc<NodeShared>,
+    node: Arc<Node>,
     auth_token: Option<String>,
 }
 
@@ -235,7 +236,7 @@ impl WebSocketClient {
     /// A client whose `registry` the gateways it connects to may call.
     pub fn new(registry: Registry, options: WebSocketOptions) -> WebSocketClient {
         WebSocketClient {
-            shared: NodeShared::new(
+            node: Node::new(
                 Arc::new(registry),
                 options.protocol,
                 options.identities,
@@ -259,8 +260,8 @@ impl WebSocketClient {
                 .insert(tungstenite::http::header::AUTHORIZATION, value);
         }
         let config = tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(Some(self.shared.config.max_frame_len as usize))
-            .max_frame_size(Some(self.shared.config.max_frame_len as usize));
+            .max_message_size(Some(self.node.config.max_frame_len as usize))
+            .max_frame_size(Some(self.node.config.max_frame_len as usize));
         let connect_error = |reason: String| WebSocketError::Connect {
             url: url.to_owned(),
             reason,
@@ -275,9 +276,9 @@ impl WebSocketClient {
         .map_err(|e| connect_error(e.to_string()))?;
         let (sink, stream) = socket.split();
         let messages = incoming(stream, |message| match message {
-            tungstenite::Message::Binary(bytes) => Step::Message(Incoming::Envelope(bytes)),
+            tungstenite::Message::Binary(bytes) => Step::Message(LinkMessage::Envelope(bytes)),
             tungstenite::Message::Text(_) => {
-                Step::Message(Incoming::Violation(TEXT_REFUSED.into()))
+                Step::Message(LinkMessage::Violation(TEXT_REFUSED.into()))
             }
             tungstenite::Message::Ping(_)
             | tungstenite::Message::Pong(_)
@@ -285,7 +286,7 @@ impl WebSocketClient {
             tungstenite::Message::Close(_) => Step::End,
         });
         let (connection, transport) =
-            Connection::start_messages(Arc::clone(&self.shared), None, remote, messages);
+            Connection::start_messages(Arc::clone(&self.node), None, remote, messages);
         tokio::spawn(send_outgoing(
             sink,
             transport,

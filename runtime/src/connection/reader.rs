@@ -1,0 +1,220 @@
+//! Reading envelopes: from each QUIC stream, or from a message link, and handling each —
+//! requests go to the serving side, answers to the calling side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::ConnInner;
+use super::incoming::ITEM_BATCH_BYTES;
+use super::link::{Link, LinkMessage, MESSAGE_STREAM_KEY};
+use super::writer::{STREAM_PROTOCOL_ERROR, WriterRef};
+use crate::error::CallError;
+use crate::wire::{DecodeError, Event, FrameError, FrameReader, Message, event_type};
+
+impl ConnInner {
+    /// Reads the peer's messages on a message link until it ends, handling each as
+    /// [`ConnInner::read_frames`] does for a QUIC stream.
+    pub(super) async fn read_messages(
+        self: Arc<Self>,
+        mut incoming: BoxStream<'static, LinkMessage>,
+        tx: mpsc::Sender<Bytes>,
+    ) {
+        let Link::Messages(link) = &self.link else {
+            return;
+        };
+        let writer = WriterRef::Strong(tx);
+        let token = self.cancel.child_token();
+        let mut out = BytesMut::new();
+        let mut shutting_down = false;
+        let violation = loop {
+            let next = tokio::select! {
+                biased;
+                next = incoming.next() => next,
+                _ = link.closing.cancelled() => break None,
+                _ = self.shutdown.cancelled() => {
+                    shutting_down = true;
+                    break None;
+                }
+            };
+            let body = match next {
+                None => break None,
+                Some(LinkMessage::Violation(problem)) => break Some(problem),
+                Some(LinkMessage::Envelope(body)) => body,
+            };
+            if let Err(problem) = self
+                .handle_body(&body, MESSAGE_STREAM_KEY, &writer, &token, &mut out)
+                .await
+            {
+                break Some(format!("not an envelope: {problem}"));
+            }
+            if !out.is_empty() {
+                if let Some(tx) = writer.get() {
+                    let _ = tx.send(out.split().freeze()).await;
+                }
+            }
+        };
+        if shutting_down {
+            // Stop reading, but let what is running answer (subscriptions end at once with
+            // "server shutting down"), until the grace period is over.
+            let hard_stop = self.hard_stop.cancelled();
+            tokio::pin!(hard_stop);
+            while !self.incoming.is_idle() {
+                tokio::select! {
+                    _ = &mut hard_stop => break,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        }
+        if let Some(problem) = violation {
+            warn!(%problem, "protocol violation: closing the session");
+            let _ = link.violation.set(problem);
+        }
+        link.closing.cancel();
+        debug!("connection closed");
+        self.connection_ended();
+    }
+
+    /// Reads envelopes from one stream until it ends, handling each.
+    pub(super) async fn read_frames(
+        self: Arc<Self>,
+        recv: quinn::RecvStream,
+        key: u64,
+        writer: WriterRef,
+        token: CancellationToken,
+        reader_done: CancellationToken,
+    ) {
+        let mut reader = FrameReader::new(recv, self.config().max_frame_len)
+            .with_budget(Arc::clone(&self.frame_budget));
+        let mut shutting_down = false;
+        // Answers produced while reading: sent as one chunk once no whole frame is buffered.
+        let mut out = BytesMut::new();
+        let stream_gone = token.cancelled();
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(stream_gone, shutdown);
+        let malformed = loop {
+            // Reading first: while frames are buffered, the cancellation futures are not polled.
+            let frame = tokio::select! {
+                biased;
+                frame = reader.next_frame() => frame,
+                _ = &mut stream_gone => break None,
+                _ = &mut shutdown => {
+                    shutting_down = true;
+                    break None;
+                }
+            };
+            let body = match frame {
+                Ok(Some(body)) => body,
+                Ok(None) => break None,
+                Err(FrameError::Io(error)) => {
+                    debug!(%error, "stream read ended");
+                    break None;
+                }
+                Err(error) => break Some(error.to_string()),
+            };
+            if let Err(problem) = self
+                .handle_body(&body, key, &writer, &token, &mut out)
+                .await
+            {
+                break Some(problem);
+            }
+            if !out.is_empty() && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES) {
+                let chunk = out.split().freeze();
+                // No writer left: the stream's owner let go, and nothing can be answered.
+                if let Some(tx) = writer.get() {
+                    let _ = tx.send(chunk).await;
+                }
+            }
+        };
+        reader_done.cancel();
+        if let Some(problem) = malformed {
+            warn!(%problem, "malformed frame: ending the stream");
+            let mut recv = reader.into_inner();
+            let _ = recv.stop(STREAM_PROTOCOL_ERROR.into());
+            // Resets the send side and aborts every handler started from this stream.
+            token.cancel();
+        } else if shutting_down {
+            // Dropping an unfinished receive stream tells the peer to stop sending, and its
+            // writes would fail, failing calls we are still about to answer. Keep the stream
+            // open, unread, until the connection closes.
+            let recv = reader.into_inner();
+            let closed = self.cancel.clone();
+            tokio::spawn(async move {
+                closed.cancelled().await;
+                drop(recv);
+            });
+        }
+        self.fail_pending(|p| p.stream_key == key);
+    }
+
+    /// Decodes one envelope and handles it. `Err` is a message that is not an envelope at all:
+    /// the stream (or session) must end.
+    async fn handle_body(
+        self: &Arc<Self>,
+        body: &[u8],
+        key: u64,
+        writer: &WriterRef,
+        token: &CancellationToken,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
+        match Message::decode(body) {
+            Ok(message) => self.handle_message(message, key, writer, token, out).await,
+            Err(DecodeError::NotEnvelope(error)) => return Err(error.to_string()),
+            Err(DecodeError::UnknownType { id, event_type }) => {
+                debug!(%id, %event_type, "ignoring unknown event type");
+            }
+            Err(DecodeError::BadPayload {
+                id,
+                event_type,
+                reason,
+            }) => self.handle_bad_payload(id, event_type, reason, out).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_message(
+        self: &Arc<Self>,
+        message: Message,
+        key: u64,
+        writer: &WriterRef,
+        token: &CancellationToken,
+        out: &mut BytesMut,
+    ) {
+        let Message { id, event } = message;
+        match event {
+            Event::Requested(request) => {
+                // Requests on a stream whose writer is gone cannot be answered: drop them.
+                if let Some(tx) = writer.get() {
+                    self.start_request(id, request, &tx, token, out).await;
+                }
+            }
+            Event::Aborted => self.incoming.abort(&id),
+            Event::Responded(output) => self.deliver(&id, key, Ok(output), false).await,
+            Event::Error(error) => self.deliver(&id, key, Err(error), true).await,
+            Event::Completed => self.complete(&id).await,
+        }
+    }
+
+    /// A request with a malformed payload is answered; a malformed answer fails its call.
+    async fn handle_bad_payload(
+        self: &Arc<Self>,
+        id: String,
+        event: &'static str,
+        reason: String,
+        out: &mut BytesMut,
+    ) {
+        let problem = format!("malformed `{event}` payload: {reason}");
+        if event == event_type::REQUESTED {
+            let error = CallError::invalid_input(problem, "");
+            self.encode_answer(out, Message::new(id, Event::Error(error)));
+        } else {
+            self.fail_one(&id, CallError::internal(problem)).await;
+        }
+    }
+}

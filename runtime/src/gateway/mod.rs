@@ -1,0 +1,108 @@
+//! The HTTP gateway (design §7): axum routes, WebSocket sessions and MCP over the same node —
+//! registry, identities, dispatch and shutdown — as the QUIC transport.
+//!
+//! | route | |
+//! |---|---|
+//! | `POST /call` `{"operation", "input"}` | one query/mutation |
+//! | `POST /batch` `[{"operation", "input"}, …]` | answers in order, `{"output"}` or `{"error"}` each |
+//! | `POST /subscribe`, `GET /subscribe?operation=…&input=…` | Server-Sent Events |
+//! | `POST /ops/{name}` | typed route: body = input; SSE for subscriptions |
+//! | `GET /search?q=`, `GET /schema?name=` | discovery |
+//! | `GET /openapi.json` | the OpenAPI 3.1 projection of the registry |
+//! | `GET /alknet/call` | WebSocket: the call protocol, one binary message per envelope |
+//! | `POST /mcp` | MCP, streamable HTTP (feature `mcp`) |
+//! | `GET /healthz` | `ok` |
+//!
+//! Every error answer is a JSON `call.error`, with the status of design §7: `NOT_FOUND` 404,
+//! `FORBIDDEN` 401 without an identity and 403 with one, `INVALID_INPUT` 422 (400 for a body that
+//! is not JSON), `INVALID_OPERATION_TYPE` 400, `TIMEOUT` 504, `INTERNAL` 500, a declared domain
+//! code its `http_status` (else 500); 405 (with `Allow`), 413 and unknown routes are JSON too.
+//! A client that goes away drops the handler: that is the cancellation.
+//!
+//! One module per part: `routes` (the HTTP routes), [`websocket`] (call-protocol sessions and
+//! the [`WebSocketClient`](websocket::WebSocketClient)), `mcp` (the MCP server), and what they
+//! share: `auth` (bearer tokens) and `batch` (one batch behaviour for HTTP and MCP).
+
+mod auth;
+mod batch;
+#[cfg(feature = "mcp")]
+mod mcp;
+mod routes;
+pub mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alknet_spec::openapi::{OpenApiInfo, openapi_document};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use batch::MAX_BATCH;
+
+use crate::node::Node;
+use crate::quic::{EndpointError, Server};
+use routes::Gateway;
+
+/// How the gateway serves.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// MCP at `/mcp` exposes four fixed tools (`search`, `schema`, `call`, `batch`) instead of
+    /// one tool per operation: for registries too large to list.
+    pub mcp_gateway_mode: bool,
+}
+
+impl Server {
+    /// Serves the HTTP gateway (design §7) on `addr` (port 0 picks a free port) with this
+    /// server's registry, identities, deadlines and shutdown; returns the bound address.
+    pub async fn serve_http(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
+        self.serve_http_with(addr, HttpOptions::default()).await
+    }
+
+    /// [`Server::serve_http`] with options.
+    pub async fn serve_http_with(
+        &self,
+        addr: SocketAddr,
+        options: HttpOptions,
+    ) -> Result<SocketAddr, EndpointError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        let node = Arc::clone(self.node());
+        let router = router(Arc::clone(&node), &options);
+        tokio::spawn(serve(listener, router, node.shutdown.clone()));
+        Ok(bound)
+    }
+}
+
+/// The gateway's routes over `node`; with the `mcp` feature, `/mcp` too.
+fn router(node: Arc<Node>, options: &HttpOptions) -> Router {
+    let info = OpenApiInfo {
+        title: "alknet node".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "The operations of this node, over the alknet HTTP gateway.".into(),
+    };
+    let openapi = Arc::new(openapi_document(&node.registry.spec_bundle(), &info));
+    let routes = routes::routes(Gateway {
+        node: Arc::clone(&node),
+        openapi,
+    });
+    // MCP answers in its own JSON-RPC terms, so it is added after the JSON-error layer.
+    #[cfg(feature = "mcp")]
+    let routes = routes.nest_service("/mcp", mcp::service(node, options.mcp_gateway_mode));
+    #[cfg(not(feature = "mcp"))]
+    let _ = (node, options);
+    routes
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled.
+async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+    let _ = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
+}
