@@ -80,10 +80,10 @@ async def gateway():
         assert answers[0] == {"output": {"sum": 2}} and answers[1]["error"]["code"] == "NOT_FOUND", answers
         # The same batch rules as POST /batch: over the limit or malformed, nothing runs.
         too_many = await c.call_tool("batch", {"calls": [{"operation": "demo/add", "input": {"a": 1, "b": 1}}] * 1001})
-        assert too_many.isError and too_many.structured_content["error"]["code"] == "INVALID_INPUT", too_many
+        assert too_many.is_error and too_many.structured_content["error"]["code"] == "INVALID_INPUT", too_many
         assert "at most 1000" in too_many.structured_content["error"]["message"], too_many
         malformed = await c.call_tool("batch", {"calls": [{"operation": "demo/add", "input": {"a": 1, "b": 1}}, {"input": {}}]})
-        assert malformed.isError and malformed.structured_content["error"]["details"]["pointer"] == "/1", malformed
+        assert malformed.is_error and malformed.structured_content["error"]["details"]["pointer"] == "/1", malformed
 
 
 asyncio.run(per_operation() if MODE == "per-operation" else gateway())
