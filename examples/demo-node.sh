@@ -34,7 +34,7 @@ step() {
 }
 
 step call "$addr" demo/add '{"a": 20, "b": 22}' --pin "$pin"
-step subscribe "$addr" demo/ticks '{"count": 3, "interval_ms": 50}' --pin "$pin"
+step subscribe "$addr" demo/ticks '{"count": 3, "intervalMs": 50}' --pin "$pin"
 step call "$addr" demo/echo '{"hello": ["alknet", 1]}' --pin "$pin"
 step list "$addr" --pin "$pin"
 # A declared domain error: the call.error JSON goes to stderr and the exit status is 1.

@@ -20,6 +20,26 @@ pub trait OwnershipProvider: Send + Sync + 'static {
         resource_id: &'a str,
         action: &'a str,
     ) -> BoxFuture<'a, bool>;
+
+    /// The answer for a caller who may not perform `action` on `resource_id` (not the owner,
+    /// no static grant). By default `FORBIDDEN`; a provider that hides resources from callers
+    /// who may not see them answers its own "not found" instead, the same whether the resource
+    /// exists or not, so nothing leaks.
+    fn refusal<'a>(
+        &'a self,
+        identity: &'a Identity,
+        resource_id: &'a str,
+        action: &'a str,
+        resource_type: &'a str,
+    ) -> BoxFuture<'a, CallError> {
+        let _ = (identity, resource_id);
+        Box::pin(async move { forbidden_action(action, resource_type) })
+    }
+}
+
+/// `FORBIDDEN` for an action on a resource the caller may not perform it on.
+pub fn forbidden_action(action: &str, resource_type: &str) -> CallError {
+    CallError::forbidden(format!("not allowed: `{action}` on this {resource_type}"))
 }
 
 /// Decides whether `identity` may call `spec` with `input`.
@@ -46,17 +66,23 @@ pub async fn authorize(
     else {
         return Ok(());
     };
-    if let (Some(provider), Some(resource_id)) = (ownership, resource_id(spec, input))
-        && provider.owns(identity, &resource_id, action).await
+    let resource_id = resource_id(spec, input);
+    if let (Some(provider), Some(resource_id)) = (ownership, &resource_id)
+        && provider.owns(identity, resource_id, action).await
     {
         return Ok(());
     }
     if identity.has_resource_grant(resource_type, action) {
         return Ok(());
     }
-    Err(CallError::forbidden(format!(
-        "not allowed to {action} this {resource_type}"
-    )))
+    Err(match (ownership, &resource_id) {
+        (Some(provider), Some(resource_id)) => {
+            provider
+                .refusal(identity, resource_id, action, resource_type)
+                .await
+        }
+        _ => forbidden_action(action, resource_type),
+    })
 }
 
 fn check_scopes(spec: &OperationSpec, identity: &Identity) -> Result<(), CallError> {

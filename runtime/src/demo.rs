@@ -5,14 +5,14 @@
 //! |---|---|---|
 //! | `demo/echo` | query | returns its input |
 //! | `demo/add` | query | `{a, b}` → `{sum}` |
-//! | `demo/ticks` | subscription | `{count, interval_ms}` → items `{n}` for n = 1..=count, then completes |
-//! | `demo/sleep` | query | `{ms}` → `{slept_ms}` after sleeping; stops at once when aborted |
+//! | `demo/ticks` | subscription | `{count, intervalMs}` → items `{n}` for n = 1..=count, then completes |
+//! | `demo/sleep` | query | `{ms}` → `{sleptMs}` after sleeping; stops at once when aborted |
 //! | `demo/fail` | mutation | always fails with the declared domain error `DEMO_FAILED` (HTTP 409) |
 //! | `demo/secret` | query, internal | reachable only by composition; `NOT_FOUND` from outside |
 //! | `demo/whoami` | query | the caller's `{id, scopes}`, or `null` when anonymous |
 //! | `demo/admin` | mutation | needs scope `admin`; answers `{ok, by}` |
 //! | `demo/compose` | query | `{a, b, c}` → `{sum, secret}`: calls `demo/add` twice and the internal `demo/secret` through its env, as its own authority `demo/compose` |
-//! | `demo/ask_peer` | query | asks the caller's side of the connection (`client/name`) and answers `{peer_says}` |
+//! | `demo/ask_peer` | query | asks the caller's side of the connection (`client/name`) and answers `{peerSays}` |
 
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ fn sum(a: &Number, b: &Number) -> Result<Number, CallError> {
 
 /// How many ticks, how far apart.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TicksInput {
     /// Number of ticks (at most 100).
     #[schemars(range(max = 100))]
@@ -98,7 +98,7 @@ pub struct Tick {
     pub n: u64,
 }
 
-/// Emits `count` ticks `{n}` (n = 1..=count), `interval_ms` apart, then completes.
+/// Emits `count` ticks `{n}` (n = 1..=count), `intervalMs` apart, then completes.
 #[operation(subscription, name = "demo/ticks")]
 pub async fn ticks(input: TicksInput) -> impl Stream<Item = Result<Tick, CallError>> {
     let interval = Duration::from_millis(input.interval_ms);
@@ -121,12 +121,13 @@ pub struct SleepInput {
 
 /// How long it slept.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct SleepOutput {
     /// Milliseconds.
     pub slept_ms: u64,
 }
 
-/// Sleeps `ms` milliseconds, then answers `{slept_ms}`. Aborting the call stops it.
+/// Sleeps `ms` milliseconds, then answers `{sleptMs}`. Aborting the call stops it.
 #[operation(query, name = "demo/sleep")]
 pub async fn sleep(input: SleepInput) -> Result<SleepOutput, CallError> {
     // Dropping this future (abort, deadline) ends the sleep: nothing else to clean up.
@@ -271,12 +272,13 @@ pub async fn compose(ctx: Context, input: ComposeInput) -> Result<ComposeOutput,
 
 /// What the peer answered.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerSays {
     /// The answer of `client/name` on the caller's side.
     pub peer_says: Value,
 }
 
-/// Calls `client/name` on the caller's side of the connection and answers `{peer_says}`.
+/// Calls `client/name` on the caller's side of the connection and answers `{peerSays}`.
 #[operation(query, name = "demo/ask_peer", calls = ["client/name"], authority(id = "demo/ask_peer"))]
 pub async fn ask_peer(ctx: Context) -> Result<PeerSays, CallError> {
     let answer = ctx.env().call_peer_json("client/name", json!({})).await?;

@@ -437,14 +437,14 @@ async fn every_access_rule_allows_and_denies() {
             &owner,
             "acl/owned",
             json!({"docId": "d2"}),
-            forbidden("not allowed to edit this doc"),
+            forbidden("not allowed: `edit` on this doc"),
         ),
         (
             "token, does not own it",
             &token_x,
             "acl/owned",
             json!({"docId": "d1"}),
-            forbidden("not allowed to edit this doc"),
+            forbidden("not allowed: `edit` on this doc"),
         ),
         (
             "anonymous, resource",
@@ -466,14 +466,14 @@ async fn every_access_rule_allows_and_denies() {
             &token_x,
             "acl/report",
             json!({"reportId": 7}),
-            forbidden("not allowed to read this report"),
+            forbidden("not allowed: `read` on this report"),
         ),
         (
             "cert, no grant",
             &cert_ab,
             "acl/report",
             json!({"reportId": 7}),
-            forbidden("not allowed to read this report"),
+            forbidden("not allowed: `read` on this report"),
         ),
         // internal operations exist for nobody outside
         (
@@ -812,7 +812,7 @@ async fn the_demo_asks_its_peer() {
         .unwrap();
     assert_eq!(
         conn.call_json("demo/ask_peer", json!({})).await.unwrap(),
-        json!({"peer_says": "test client"})
+        json!({"peerSays": "test client"})
     );
     // A peer that does not offer `client/name` answers NOT_FOUND, which passes through.
     let (_c, plain) = node.connect(None, None).await;

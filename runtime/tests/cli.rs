@@ -100,7 +100,7 @@ fn serve_call_subscribe_and_stop() {
     let out = node.run(&[
         "subscribe",
         "demo/ticks",
-        r#"{"count": 3, "interval_ms": 5}"#,
+        r#"{"count": 3, "intervalMs": 5}"#,
     ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
@@ -157,7 +157,7 @@ fn serve_call_subscribe_and_stop() {
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     let out = in_flight.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(json_lines(&out.stdout), [json!({"slept_ms": 700})]);
+    assert_eq!(json_lines(&out.stdout), [json!({"sleptMs": 700})]);
 }
 
 #[test]
@@ -401,7 +401,7 @@ fn tokens_and_client_certificates_from_the_command_line() {
     let out = node.run(&["call", "demo/ask_peer"]);
     assert_eq!(
         json_lines(&out.stdout),
-        [json!({"peer_says": {"name": "alknet cli"}})]
+        [json!({"peerSays": {"name": "alknet cli"}})]
     );
     node.terminate();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -39,9 +39,13 @@ async fn daemon(test: &str) -> Option<DockerPack> {
                 !required,
                 "{test}: a Docker daemon is required (ALKNET_REQUIRE_DOCKER is set): {error}"
             );
-            common::skipped(&format!(
-                "SKIPPED {test}: no Docker daemon ({error}); `bash scripts/docker-test-env.sh` starts one"
-            ));
+            common::skipped(
+                "docker",
+                test,
+                &format!(
+                    "no Docker daemon ({error}); `bash scripts/docker-test-env.sh` starts one"
+                ),
+            );
             return None;
         }
     };
@@ -50,16 +54,19 @@ async fn daemon(test: &str) -> Option<DockerPack> {
             !required,
             "{test}: the image {IMAGE} is required; `bash scripts/docker-test-env.sh` builds it"
         );
-        common::skipped(&format!(
-            "SKIPPED {test}: no image {IMAGE}; `bash scripts/docker-test-env.sh` builds it"
-        ));
+        common::skipped(
+            "docker",
+            test,
+            &format!("no image {IMAGE}; `bash scripts/docker-test-env.sh` builds it"),
+        );
         return None;
     }
     Some(pack)
 }
 
-/// A node serving the pack, with four callers: `alice` and `bob` (scope `docker`), `ops`
-/// (scope `docker` and a static grant on every container), `guest` (no scope).
+/// A node serving the pack, with five callers: `alice` and `bob` (scope `docker`), `ops`
+/// (scope `docker` and a static grant on every container), `root` (scopes `docker` and
+/// `docker-admin`), `guest` (no scope).
 struct Node {
     server: Server,
     pack: DockerPack,
@@ -82,6 +89,10 @@ impl Node {
                 .with_token("tok_alice", Identity::new("alice", ["docker"]))
                 .with_token("tok_bob", Identity::new("bob", ["docker"]))
                 .with_token("tok_ops", ops)
+                .with_token(
+                    "tok_root",
+                    Identity::new("root", ["docker", "docker-admin"]),
+                )
                 .with_token("tok_guest", Identity::new("guest", ["demo"])),
         ));
         options
@@ -240,13 +251,18 @@ async fn container_and_image_operations_against_the_daemon() {
         .call_json("docker/image/list", json!({}))
         .await
         .unwrap();
+    let listed = images["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["tags"].as_array().unwrap().contains(&json!(IMAGE)))
+        .unwrap_or_else(|| panic!("{IMAGE} listed: {images}"))
+        .clone();
+    // RFC 3339 in UTC, as `image/inspect` says it.
+    let created = listed["created"].as_str().unwrap();
     assert!(
-        images["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|i| i["tags"].as_array().unwrap().contains(&json!(IMAGE))),
-        "{images}"
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
     );
     let image = alice
         .call_json("docker/image/inspect", json!({"image": IMAGE}))
@@ -275,7 +291,9 @@ async fn container_and_image_operations_against_the_daemon() {
             labels: Some(alknet::docker::api::types::Labels(
                 [("purpose".to_owned(), "test".to_owned())].into(),
             )),
-            env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+            env: Some(alknet::docker::api::types::Env::Object(
+                [("GREETING".to_owned(), "hi".to_owned())].into(),
+            )),
             entrypoint: vec![],
             name: None,
             open_stdin: false,
@@ -316,23 +334,24 @@ async fn container_and_image_operations_against_the_daemon() {
         .await
         .unwrap();
     assert_eq!(restarted["running"], true);
-    // A running container is only removed with force.
+    // A running container is only removed with force: a conflict, saying so.
     let error = alice
         .call_json("docker/container/remove", json!({"id": created.id}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "DOCKER_ERROR", "{error:?}");
+    assert_eq!(error.code, "CONTAINER_CONFLICT", "{error:?}");
+    assert!(error.message.contains("running"), "{}", error.message);
+    // Removed by a short id, answered with the full one, as every other operation answers.
     let removed = alice
         .call_json(
             "docker/container/remove",
-            json!({"id": created.id, "force": true}),
+            json!({"id": &created.id[..12], "force": true}),
         )
         .await
         .unwrap();
-    assert_eq!(removed["removed"], true);
+    assert_eq!(removed, json!({"id": created.id, "removed": true}));
     drop(guard);
-    // Gone: the owner check finds no owner, so alice is refused; `ops` (a static grant) learns
-    // that it does not exist.
+    // Gone: alice, and `ops` (a static grant), learn that it does not exist.
     assert_eq!(
         code_of(
             alice
@@ -340,7 +359,7 @@ async fn container_and_image_operations_against_the_daemon() {
                 .await
         )
         .await,
-        "FORBIDDEN"
+        "CONTAINER_NOT_FOUND"
     );
     let ops = node.as_caller(Some("tok_ops")).await;
     let error = ops
@@ -392,7 +411,7 @@ async fn container_and_image_operations_against_the_daemon() {
             .call_json("docker/container/remove", json!({"id": id}))
             .await
             .unwrap_err();
-        assert_eq!(owner_check.code, "FORBIDDEN", "{id}");
+        assert_eq!(owner_check.code, "CONTAINER_NOT_FOUND", "{id}");
         let validated = ops
             .call_json("docker/container/remove", json!({"id": id}))
             .await
@@ -442,7 +461,8 @@ async fn ownership_is_checked_across_identities() {
         .call_json("docker/container/inspect", json!({"id": id}))
         .await
         .unwrap();
-    // Another identity with the same scope may do nothing to it.
+    // Another identity with the same scope may do nothing to it, and cannot tell it from a
+    // container that does not exist.
     for (op, input) in [
         ("docker/container/inspect", json!({"id": id})),
         ("docker/container/stop", json!({"id": id})),
@@ -450,36 +470,39 @@ async fn ownership_is_checked_across_identities() {
         ("docker/container/remove", json!({"id": id, "force": true})),
     ] {
         let error = bob.call_json(op, input).await.unwrap_err();
-        assert_eq!(error.code, "FORBIDDEN", "bob {op}");
-        assert_eq!(
-            error.message,
-            format!(
-                "not allowed to {} this container",
-                op.rsplit('/').next().unwrap()
-            )
-        );
+        assert_eq!(error.code, "CONTAINER_NOT_FOUND", "bob {op}");
+        assert_eq!(error.message, format!("no such container: {id}"));
+        let missing = bob
+            .call_json(op, json!({"id": "no-such-container-here"}))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code, "CONTAINER_NOT_FOUND", "bob {op} of nothing");
     }
     for (op, input) in [
         ("docker/container/logs", json!({"id": id})),
         ("docker/container/exec", json!({"id": id, "cmd": ["id"]})),
     ] {
         let error = refused(&bob, op, input).await;
-        assert_eq!(error.code, "FORBIDDEN", "bob {op}");
+        assert_eq!(error.code, "CONTAINER_NOT_FOUND", "bob {op}");
     }
-    // A static grant covers the actions it lists, and only those.
+    // A static grant covers the actions it lists, and only those: the container is visible
+    // to it, so an action it lacks is FORBIDDEN.
     let details = ops
         .call_json("docker/container/inspect", json!({"id": id}))
         .await
         .unwrap();
     assert_eq!(details["owner"], "alice");
-    assert_eq!(
-        code_of(
-            ops.call_json("docker/container/restart", json!({"id": id}))
-                .await
-        )
-        .await,
-        "FORBIDDEN"
-    );
+    let error = ops
+        .call_json("docker/container/restart", json!({"id": id}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "FORBIDDEN");
+    assert_eq!(error.message, "not allowed: `restart` on this container");
+    // The admin scope may do everything.
+    let root = node.as_caller(Some("tok_root")).await;
+    root.call_json("docker/container/restart", json!({"id": id}))
+        .await
+        .unwrap();
     // Without the scope, or without an identity, nothing.
     let error = guest
         .call_json("docker/container/list", json!({}))
@@ -491,7 +514,7 @@ async fn ownership_is_checked_across_identities() {
         .await
         .unwrap_err();
     assert_eq!(error.message, "authentication required");
-    // `owned_only` lists the caller's own containers.
+    // `ownedOnly` lists the caller's own containers.
     let owned = |list: Value| -> Vec<String> {
         list["containers"]
             .as_array()
@@ -502,23 +525,59 @@ async fn ownership_is_checked_across_identities() {
     };
     let alices = owned(
         alice
-            .call_json("docker/container/list", json!({"owned_only": true}))
+            .call_json("docker/container/list", json!({"ownedOnly": true}))
             .await
             .unwrap(),
     );
     assert!(alices.contains(&mine.id));
     let bobs = owned(
-        bob.call_json("docker/container/list", json!({"owned_only": true}))
+        bob.call_json("docker/container/list", json!({"ownedOnly": true}))
             .await
             .unwrap(),
     );
     assert!(!bobs.contains(&mine.id));
-    let all = owned(
-        bob.call_json("docker/container/list", json!({}))
-            .await
-            .unwrap(),
-    );
-    assert!(all.contains(&mine.id));
+    // Without `ownedOnly`, each caller sees what it may see: bob not alice's container, a
+    // static grant every container alknet created, the admin every container.
+    let visible_to = |conn: Connection| async move {
+        owned(
+            conn.call_json("docker/container/list", json!({"all": true}))
+                .await
+                .unwrap(),
+        )
+    };
+    assert!(!visible_to(bob.clone()).await.contains(&mine.id));
+    assert!(visible_to(alice.clone()).await.contains(&mine.id));
+    assert!(visible_to(ops.clone()).await.contains(&mine.id));
+    let unmanaged = node
+        .pack
+        .docker()
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            bollard::models::ContainerCreateBody {
+                image: Some(IMAGE.into()),
+                cmd: Some(vec!["true".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let unmanaged = TestContainer {
+        id: unmanaged.id,
+        pack: node.pack.clone(),
+    };
+    assert!(!visible_to(ops.clone()).await.contains(&unmanaged.id));
+    let everything = visible_to(root.clone()).await;
+    assert!(everything.contains(&unmanaged.id) && everything.contains(&mine.id));
+    // The owner of a container that is gone is told so.
+    alice
+        .call_json("docker/container/remove", json!({"id": id, "force": true}))
+        .await
+        .unwrap();
+    let error = alice
+        .call_json("docker/container/inspect", json!({"id": id}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "CONTAINER_NOT_FOUND");
     // Discovery shows the docker operations to callers with the scope only.
     let listed = guest.call_json("services/list", json!({})).await.unwrap();
     assert!(!listed.to_string().contains("docker/container"), "{listed}");
@@ -540,10 +599,27 @@ async fn logs_follow_until_the_container_exits() {
         true,
     )
     .await;
-    let items: Vec<_> = tokio::time::timeout(
+    // Not following (the default), a running container's logs so far, then the end.
+    let so_far: Vec<_> = tokio::time::timeout(
         LONG,
         alice
             .subscribe_json("docker/container/logs", json!({"id": c.id}))
+            .await
+            .unwrap()
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("logs without follow complete at once");
+    assert!(
+        !so_far
+            .iter()
+            .any(|i| i.as_ref().unwrap()["text"] == "three\n"),
+        "{so_far:?}"
+    );
+    let items: Vec<_> = tokio::time::timeout(
+        LONG,
+        alice
+            .subscribe_json("docker/container/logs", json!({"id": c.id, "follow": true}))
             .await
             .unwrap()
             .collect::<Vec<_>>(),
@@ -617,7 +693,7 @@ async fn aborting_logs_closes_the_daemon_stream() {
     .await;
     assert_eq!(node.pack.active_streams(), 0);
     let mut logs = alice
-        .subscribe_json("docker/container/logs", json!({"id": c.id}))
+        .subscribe_json("docker/container/logs", json!({"id": c.id, "follow": true}))
         .await
         .unwrap();
     assert_eq!(logs.next().await.unwrap().unwrap()["text"], "tick\n");
@@ -659,6 +735,20 @@ async fn exec_streams_output_then_the_exit_code() {
         .map(|i| i["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, "out\nhello\n");
+    // Docker's own `["NAME=value"]` form of `env` works too.
+    let items: Vec<_> = alice
+        .subscribe_json(
+            "docker/container/exec",
+            json!({"id": c.id, "cmd": ["sh", "-c", "echo $GREETING"], "env": ["GREETING=as docker writes it"]}),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(
+        items[0].as_ref().unwrap(),
+        &json!({"stream": "stdout", "text": "as docker writes it\n"})
+    );
     assert!(outputs.contains(&json!({"stream": "stderr", "text": "err\n"})));
     // Typed: the exit item is the generated enum's second variant.
     let typed: Vec<_> = DockerClient::new(alice.clone())
@@ -744,7 +834,9 @@ async fn image_pull_streams_progress_from_a_registry() {
             "ALKNET_TEST_REGISTRY must name a registry when ALKNET_REQUIRE_DOCKER is set"
         );
         common::skipped(
-            "SKIPPED the successful pull: set ALKNET_TEST_REGISTRY (scripts/docker-test-env.sh starts one on 127.0.0.1:5000)",
+            "docker registry",
+            "the successful pull",
+            "set ALKNET_TEST_REGISTRY (scripts/docker-test-env.sh starts one on 127.0.0.1:5000)",
         );
         return;
     };
@@ -993,8 +1085,7 @@ async fn tty_attach_and_access() {
     bobs.token = Some("tok_bob".into());
     match node.tty(&bobs).await {
         Err(TtyError::Refused(error)) => {
-            assert_eq!(error.code, "FORBIDDEN");
-            assert_eq!(error.message, "not allowed to attach this container");
+            assert_eq!(error.code, "CONTAINER_NOT_FOUND");
         }
         other => panic!("bob attached: {:?}", other.err()),
     }
@@ -1131,7 +1222,7 @@ async fn the_tty_command_passes_the_exit_code_through() {
     let out = run(&["tty", &addr, "alknet-no-such-container"], "");
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&out.stderr).unwrap();
-    assert_eq!(error["code"], "FORBIDDEN");
+    assert_eq!(error["code"], "CONTAINER_NOT_FOUND");
     drop(serve);
     let _ = std::fs::remove_file(config);
 }
@@ -1389,6 +1480,73 @@ async fn docker_operations_over_the_http_gateway() {
     assert_eq!(
         (status, error["code"].as_str()),
         (404, Some("CONTAINER_NOT_FOUND"))
+    );
+    // Ownership between two users over HTTP, as over QUIC: alice's container does not exist
+    // for bob.
+    let (status, created) = post(
+        "/ops/docker/container/create",
+        Some("tok_alice"),
+        json!({"image": IMAGE, "cmd": ["sleep", "600"], "env": ["GREETING=hi"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let mine = TestContainer {
+        id: created["id"].as_str().unwrap().to_owned(),
+        pack: node.pack.clone(),
+    };
+    let (status, _) = post(
+        "/ops/docker/container/inspect",
+        Some("tok_alice"),
+        json!({"id": mine.id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, error) = post(
+        "/ops/docker/container/inspect",
+        Some("tok_bob"),
+        json!({"id": mine.id}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("CONTAINER_NOT_FOUND"))
+    );
+    let (_, bobs) = post(
+        "/ops/docker/container/list",
+        Some("tok_bob"),
+        json!({"all": true}),
+    )
+    .await;
+    assert!(!bobs.to_string().contains(&mine.id), "{bobs}");
+    // Daemon conflicts and refusals are declared errors with their statuses.
+    let (status, _) = post(
+        "/ops/docker/container/start",
+        Some("tok_alice"),
+        json!({"id": mine.id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, error) = post(
+        "/ops/docker/container/remove",
+        Some("tok_alice"),
+        json!({"id": mine.id}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (409, Some("CONTAINER_CONFLICT")),
+        "{error}"
+    );
+    let (status, error) = post(
+        "/ops/docker/container/create",
+        Some("tok_alice"),
+        json!({"image": IMAGE}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (422, Some("INVALID_CONTAINER_REQUEST")),
+        "the test image has no command: {error}"
     );
     let openapi: Value = http
         .get(format!("http://{addr}/openapi.json"))

@@ -60,21 +60,45 @@ impl Drop for Node {
     }
 }
 
-fn available(program: &str, args: &[&str]) -> bool {
-    let found = Command::new(program)
-        .args(args)
+/// Whether `program args…` runs and succeeds; if not, the test is skipped (or, under
+/// ALKNET_REQUIRE_VALIDATORS, fails) with the reason.
+fn available(test: &str, program: &str, args: &[&str]) -> bool {
+    let missing = match Command::new(program).args(args).output() {
+        Ok(out) if out.status.success() => return true,
+        Ok(_) => format!("`{program} {}` fails", args.join(" ")),
+        Err(_) => format!("`{program}` is not installed"),
+    };
+    require_or_skip(test, program, &missing);
+    false
+}
+
+/// Whether python3 can import `module`; if not, the test is skipped (or fails under
+/// ALKNET_REQUIRE_VALIDATORS), naming what is really missing.
+fn python_has(test: &str, module: &str, package: &str) -> bool {
+    let missing = match Command::new("python3")
+        .args(["-c", &format!("import {module}")])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("ALKNET_REQUIRE_VALIDATORS").is_none(),
-            "{program} is required (ALKNET_REQUIRE_VALIDATORS is set) but is not installed"
-        );
-        common::skipped(&format!(
-            "SKIPPED: `{program}` is not installed (`bash .ci/run` installs it; ALKNET_REQUIRE_VALIDATORS=1 makes this a failure)"
-        ));
-    }
-    found
+    {
+        Ok(out) if out.status.success() => return true,
+        Ok(_) => format!("the Python module `{module}` is not installed (pip install '{package}')"),
+        Err(_) => "`python3` is not installed".to_owned(),
+    };
+    require_or_skip(test, &format!("python {module}"), &missing);
+    false
+}
+
+fn require_or_skip(test: &str, group: &str, missing: &str) {
+    assert!(
+        std::env::var_os("ALKNET_REQUIRE_VALIDATORS").is_none(),
+        "{test}: {missing}, and ALKNET_REQUIRE_VALIDATORS is set"
+    );
+    common::skipped(
+        group,
+        test,
+        &format!(
+            "{missing}; `bash .ci/run` installs it, ALKNET_REQUIRE_VALIDATORS=1 makes this a failure"
+        ),
+    );
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -86,7 +110,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 #[test]
 fn schemathesis_finds_no_failures() {
-    if !available("schemathesis", &["--version"]) {
+    if !available(
+        "schemathesis_finds_no_failures",
+        "schemathesis",
+        &["--version"],
+    ) {
         return;
     }
     let node = Node::start();
@@ -118,7 +146,11 @@ fn schemathesis_finds_no_failures() {
 
 #[test]
 fn a_client_generated_from_openapi_calls_the_node() {
-    if !available("openapi-python-client", &["--version"]) {
+    if !available(
+        "a_client_generated_from_openapi_calls_the_node",
+        "openapi-python-client",
+        &["--version"],
+    ) {
         return;
     }
     let node = Node::start();
@@ -177,13 +209,13 @@ print("generated client ok")
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn python_has(module: &str) -> bool {
-    available("python3", &["-c", &format!("import {module}")])
-}
-
 #[test]
 fn the_python_mcp_client_lists_and_calls_tools() {
-    if !python_has("mcp") {
+    if !python_has(
+        "the_python_mcp_client_lists_and_calls_tools",
+        "mcp",
+        "mcp>=2",
+    ) {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");

@@ -274,7 +274,7 @@ async fn batch_answers_in_order() {
     // Integral floats are integers, as JSON Schema says.
     assert_eq!(
         gw.post("/ops/demo/sleep", r#"{"ms": 5.0}"#, None).await,
-        (200, json!({"slept_ms": 5}))
+        (200, json!({"sleptMs": 5}))
     );
 }
 
@@ -522,7 +522,7 @@ async fn websocket_peers_answer_the_gateways_calls() {
         next_message(&mut ws).await,
         Message::new(
             "1",
-            Event::Responded(json!({"peer_says": "a python-ish peer"}))
+            Event::Responded(json!({"peerSays": "a python-ish peer"}))
         )
     );
     // A peer that answers with an error: the error passes through.
@@ -589,7 +589,7 @@ async fn websocket_client_sessions_call_both_ways() {
     // The gateway calls this client back, while this client waits on the gateway.
     assert_eq!(
         conn.call_json("demo/ask_peer", json!({})).await.unwrap(),
-        json!({"peer_says": "rust ws client"})
+        json!({"peerSays": "rust ws client"})
     );
     // A subscription from the gateway to this client, forwarded back to it.
     let items: Vec<_> = conn

@@ -11,15 +11,8 @@ pub mod types {
         pub cmd: ::std::vec::Vec<::std::string::String>,
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub entrypoint: ::std::vec::Vec<::std::string::String>,
-        ///Environment variables by name.
-        #[serde(
-            default,
-            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
-        )]
-        pub env: ::std::collections::HashMap<
-            ::std::string::String,
-            ::std::string::String,
-        >,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub env: ::std::option::Option<Env>,
         pub image: ContainerCreateInputImage,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub labels: ::std::option::Option<Labels>,
@@ -177,14 +170,8 @@ pub mod types {
     #[serde(deny_unknown_fields)]
     pub struct ContainerExecInput {
         pub cmd: ::std::vec::Vec<::std::string::String>,
-        #[serde(
-            default,
-            skip_serializing_if = ":: std :: collections :: HashMap::is_empty"
-        )]
-        pub env: ::std::collections::HashMap<
-            ::std::string::String,
-            ::std::string::String,
-        >,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub env: ::std::option::Option<Env>,
         pub id: ContainerId,
         ///Must be false: a terminal needs an interactive session (ALPN `alknet/tty`).
         #[serde(default)]
@@ -268,7 +255,7 @@ pub mod types {
         #[serde(default = "defaults::default_bool::<true>")]
         pub all: bool,
         ///Only the containers the caller created through alknet.
-        #[serde(default)]
+        #[serde(rename = "ownedOnly", default)]
         pub owned_only: bool,
     }
     impl ::std::default::Default for ContainerListInput {
@@ -283,8 +270,8 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct ContainerLogsInput {
-        ///Keep streaming until the container exits.
-        #[serde(default = "defaults::default_bool::<true>")]
+        ///Keep streaming new lines until the container exits (or the caller aborts). Without it the subscription sends the lines so far and completes.
+        #[serde(default)]
         pub follow: bool,
         pub id: ContainerId,
         #[serde(default = "defaults::default_bool::<true>")]
@@ -356,6 +343,32 @@ pub mod types {
         pub state: ::std::string::String,
         ///Human-readable, e.g. `Up 2 minutes`.
         pub status: ::std::string::String,
+    }
+    ///Environment variables: by name (`{"FOO": "bar"}`), or as Docker writes them (`["FOO=bar"]`).
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[serde(untagged)]
+    pub enum Env {
+        Object(
+            ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+        ),
+        Array(::std::vec::Vec<::std::string::String>),
+    }
+    impl ::std::convert::From<
+        ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+    > for Env {
+        fn from(
+            value: ::std::collections::HashMap<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        ) -> Self {
+            Self::Object(value)
+        }
+    }
+    impl ::std::convert::From<::std::vec::Vec<::std::string::String>> for Env {
+        fn from(value: ::std::vec::Vec<::std::string::String>) -> Self {
+            Self::Array(value)
+        }
     }
     ///`ExecExit`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
@@ -479,8 +492,8 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     #[serde(deny_unknown_fields)]
     pub struct ImageSummary {
-        ///Unix seconds.
-        pub created: i64,
+        ///When the image was created, RFC 3339 (UTC), as `image/inspect` and `container/inspect` say it.
+        pub created: ::std::string::String,
         pub id: ::std::string::String,
         pub size: u64,
         pub tags: ::std::vec::Vec<::std::string::String>,
@@ -663,7 +676,7 @@ impl ::alknet::Operation for ContainerCreateOp {
     type Error = ContainerCreateError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/create\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Creates a container owned by the caller (labels `alknet.managed=true`, `alknet.owner=<caller id>`). Labels starting with `alknet.` are refused.\",\"input_schema\":{\"$defs\":{\"ContainerCreateInput\":{\"additionalProperties\":false,\"properties\":{\"cmd\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"type\":\"array\"},\"entrypoint\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"type\":\"array\"},\"env\":{\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Environment variables by name.\",\"type\":\"object\"},\"image\":{\"maxLength\":512,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9](\\\\.?[a-zA-Z0-9_:/@-])*$\",\"type\":\"string\"},\"labels\":{\"$ref\":\"#/$defs/Labels\"},\"name\":{\"maxLength\":128,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"openStdin\":{\"default\":false,\"description\":\"Keep stdin open, for attaching.\",\"type\":\"boolean\"},\"tty\":{\"default\":false,\"description\":\"Give the main process a terminal (attach to it with `alknet tty`).\",\"type\":\"boolean\"},\"workingDir\":{\"type\":\"string\"}},\"required\":[\"image\"],\"type\":\"object\"},\"Labels\":{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerCreateInput\"},\"output_schema\":{\"$defs\":{\"ContainerCreated\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"warnings\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"}},\"required\":[\"id\",\"warnings\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerCreated\"},\"error_schemas\":[{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"IMAGE_NOT_FOUND\",\"description\":\"No such image.\",\"schema\":{\"$defs\":{\"ImageRef\":{\"additionalProperties\":false,\"properties\":{\"image\":{\"description\":\"`name[:tag]`, `registry/name[:tag]`, `name@digest`, or an image id.\",\"maxLength\":512,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9](\\\\.?[a-zA-Z0-9_:/@-])*$\",\"type\":\"string\"}},\"required\":[\"image\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ImageRef\"},\"http_status\":404}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
+                "{\"name\":\"docker/container/create\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Creates a container owned by the caller (labels `alknet.managed=true`, `alknet.owner=<caller id>`). Labels starting with `alknet.` are refused.\",\"input_schema\":{\"$defs\":{\"ContainerCreateInput\":{\"additionalProperties\":false,\"properties\":{\"cmd\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"type\":\"array\"},\"entrypoint\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"type\":\"array\"},\"env\":{\"$ref\":\"#/$defs/Env\"},\"image\":{\"maxLength\":512,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9](\\\\.?[a-zA-Z0-9_:/@-])*$\",\"type\":\"string\"},\"labels\":{\"$ref\":\"#/$defs/Labels\"},\"name\":{\"maxLength\":128,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"openStdin\":{\"default\":false,\"description\":\"Keep stdin open, for attaching.\",\"type\":\"boolean\"},\"tty\":{\"default\":false,\"description\":\"Give the main process a terminal (attach to it with `alknet tty`).\",\"type\":\"boolean\"},\"workingDir\":{\"type\":\"string\"}},\"required\":[\"image\"],\"type\":\"object\"},\"Env\":{\"description\":\"Environment variables: by name (`{\\\"FOO\\\": \\\"bar\\\"}`), or as Docker writes them (`[\\\"FOO=bar\\\"]`).\",\"oneOf\":[{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"},{\"items\":{\"pattern\":\"^[^=]+=\",\"type\":\"string\"},\"type\":\"array\"}]},\"Labels\":{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerCreateInput\"},\"output_schema\":{\"$defs\":{\"ContainerCreated\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"warnings\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"}},\"required\":[\"id\",\"warnings\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerCreated\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"IMAGE_NOT_FOUND\",\"description\":\"No such image.\",\"schema\":{\"$defs\":{\"ImageRef\":{\"additionalProperties\":false,\"properties\":{\"image\":{\"description\":\"`name[:tag]`, `registry/name[:tag]`, `name@digest`, or an image id.\",\"maxLength\":512,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9](\\\\.?[a-zA-Z0-9_:/@-])*$\",\"type\":\"string\"}},\"required\":[\"image\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ImageRef\"},\"http_status\":404},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -681,7 +694,7 @@ impl ::alknet::Operation for ContainerExecOp {
     type Error = ContainerExecError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/exec\",\"namespace\":\"docker\",\"op_type\":\"subscription\",\"visibility\":\"external\",\"description\":\"Runs a command in a running container and streams its output, then one item `{exitCode, terminal: true}`, then completes. Without a TTY: for a terminal, use an interactive session (ALPN `alknet/tty`, `alknet tty`).\",\"input_schema\":{\"$defs\":{\"ContainerExecInput\":{\"additionalProperties\":false,\"properties\":{\"cmd\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"minItems\":1,\"type\":\"array\"},\"env\":{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"tty\":{\"default\":false,\"description\":\"Must be false: a terminal needs an interactive session (ALPN `alknet/tty`).\",\"type\":\"boolean\"},\"user\":{\"type\":\"string\"},\"workingDir\":{\"type\":\"string\"}},\"required\":[\"id\",\"cmd\"],\"type\":\"object\"},\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"}},\"$ref\":\"#/$defs/ContainerExecInput\"},\"output_schema\":{\"$defs\":{\"ExecExit\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"type\":\"integer\"},\"terminal\":{\"const\":true,\"type\":\"boolean\"}},\"required\":[\"exitCode\",\"terminal\"],\"type\":\"object\"},\"ExecItem\":{\"oneOf\":[{\"$ref\":\"#/$defs/ExecOutput\"},{\"$ref\":\"#/$defs/ExecExit\"}]},\"ExecOutput\":{\"additionalProperties\":false,\"properties\":{\"stream\":{\"$ref\":\"#/$defs/OutputStream\"},\"text\":{\"type\":\"string\"}},\"required\":[\"stream\",\"text\"],\"type\":\"object\"},\"OutputStream\":{\"description\":\"Where the text came from; `console` for a container with a TTY, whose streams are merged.\",\"enum\":[\"stdout\",\"stderr\",\"console\"],\"type\":\"string\"}},\"$ref\":\"#/$defs/ExecItem\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"exec\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/exec\",\"namespace\":\"docker\",\"op_type\":\"subscription\",\"visibility\":\"external\",\"description\":\"Runs a command in a running container and streams its output, then one item `{exitCode, terminal: true}`, then completes. Without a TTY: for a terminal, use an interactive session (ALPN `alknet/tty`, `alknet tty`).\",\"input_schema\":{\"$defs\":{\"ContainerExecInput\":{\"additionalProperties\":false,\"properties\":{\"cmd\":{\"items\":{\"type\":\"string\"},\"maxItems\":256,\"minItems\":1,\"type\":\"array\"},\"env\":{\"$ref\":\"#/$defs/Env\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"tty\":{\"default\":false,\"description\":\"Must be false: a terminal needs an interactive session (ALPN `alknet/tty`).\",\"type\":\"boolean\"},\"user\":{\"type\":\"string\"},\"workingDir\":{\"type\":\"string\"}},\"required\":[\"id\",\"cmd\"],\"type\":\"object\"},\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"Env\":{\"description\":\"Environment variables: by name (`{\\\"FOO\\\": \\\"bar\\\"}`), or as Docker writes them (`[\\\"FOO=bar\\\"]`).\",\"oneOf\":[{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"},{\"items\":{\"pattern\":\"^[^=]+=\",\"type\":\"string\"},\"type\":\"array\"}]}},\"$ref\":\"#/$defs/ContainerExecInput\"},\"output_schema\":{\"$defs\":{\"ExecExit\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"type\":\"integer\"},\"terminal\":{\"const\":true,\"type\":\"boolean\"}},\"required\":[\"exitCode\",\"terminal\"],\"type\":\"object\"},\"ExecItem\":{\"oneOf\":[{\"$ref\":\"#/$defs/ExecOutput\"},{\"$ref\":\"#/$defs/ExecExit\"}]},\"ExecOutput\":{\"additionalProperties\":false,\"properties\":{\"stream\":{\"$ref\":\"#/$defs/OutputStream\"},\"text\":{\"type\":\"string\"}},\"required\":[\"stream\",\"text\"],\"type\":\"object\"},\"OutputStream\":{\"description\":\"Where the text came from; `console` for a container with a TTY, whose streams are merged.\",\"enum\":[\"stdout\",\"stderr\",\"console\"],\"type\":\"string\"}},\"$ref\":\"#/$defs/ExecItem\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"exec\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -704,7 +717,7 @@ impl ::alknet::Operation for ContainerInspectOp {
             .expect("alknet-codegen embedded a valid spec")
     }
 }
-/// `docker/container/list`: Lists containers, running or not.
+/// `docker/container/list`: Lists the containers the caller may see, running or not: its own; with a static `resources.container` grant, every container alknet created; with scope `docker-admin`, every container of the daemon.
 ///
 /// The marker for typed calls: `conn.call::<ContainerListOp>(&input)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -717,7 +730,7 @@ impl ::alknet::Operation for ContainerListOp {
     type Error = ContainerListError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/list\",\"namespace\":\"docker\",\"op_type\":\"query\",\"visibility\":\"external\",\"description\":\"Lists containers, running or not.\",\"input_schema\":{\"$defs\":{\"ContainerListInput\":{\"additionalProperties\":false,\"properties\":{\"all\":{\"default\":true,\"description\":\"Include stopped containers.\",\"type\":\"boolean\"},\"owned_only\":{\"default\":false,\"description\":\"Only the containers the caller created through alknet.\",\"type\":\"boolean\"}},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerListInput\"},\"output_schema\":{\"$defs\":{\"ContainerList\":{\"additionalProperties\":false,\"properties\":{\"containers\":{\"items\":{\"$ref\":\"#/$defs/ContainerSummary\"},\"type\":\"array\"}},\"required\":[\"containers\"],\"type\":\"object\"},\"ContainerSummary\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"image\":{\"type\":\"string\"},\"labels\":{\"$ref\":\"#/$defs/Labels\"},\"names\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"owner\":{\"description\":\"The `alknet.owner` label: who created it through alknet.\",\"type\":[\"string\",\"null\"]},\"state\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"},\"status\":{\"description\":\"Human-readable, e.g. `Up 2 minutes`.\",\"type\":\"string\"}},\"required\":[\"id\",\"names\",\"image\",\"state\",\"status\",\"labels\",\"owner\"],\"type\":\"object\"},\"Labels\":{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerList\"},\"error_schemas\":[{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
+                "{\"name\":\"docker/container/list\",\"namespace\":\"docker\",\"op_type\":\"query\",\"visibility\":\"external\",\"description\":\"Lists the containers the caller may see, running or not: its own; with a static `resources.container` grant, every container alknet created; with scope `docker-admin`, every container of the daemon.\",\"input_schema\":{\"$defs\":{\"ContainerListInput\":{\"additionalProperties\":false,\"properties\":{\"all\":{\"default\":true,\"description\":\"Include stopped containers.\",\"type\":\"boolean\"},\"ownedOnly\":{\"default\":false,\"description\":\"Only the containers the caller created through alknet.\",\"type\":\"boolean\"}},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerListInput\"},\"output_schema\":{\"$defs\":{\"ContainerList\":{\"additionalProperties\":false,\"properties\":{\"containers\":{\"items\":{\"$ref\":\"#/$defs/ContainerSummary\"},\"type\":\"array\"}},\"required\":[\"containers\"],\"type\":\"object\"},\"ContainerSummary\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"image\":{\"type\":\"string\"},\"labels\":{\"$ref\":\"#/$defs/Labels\"},\"names\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"},\"owner\":{\"description\":\"The `alknet.owner` label: who created it through alknet.\",\"type\":[\"string\",\"null\"]},\"state\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"},\"status\":{\"description\":\"Human-readable, e.g. `Up 2 minutes`.\",\"type\":\"string\"}},\"required\":[\"id\",\"names\",\"image\",\"state\",\"status\",\"labels\",\"owner\"],\"type\":\"object\"},\"Labels\":{\"additionalProperties\":{\"type\":\"string\"},\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerList\"},\"error_schemas\":[{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -735,7 +748,7 @@ impl ::alknet::Operation for ContainerLogsOp {
     type Error = ContainerLogsError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/logs\",\"namespace\":\"docker\",\"op_type\":\"subscription\",\"visibility\":\"external\",\"description\":\"Streams a container's output. With `follow` (the default) the stream goes on until the container exits, then completes.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerLogsInput\":{\"additionalProperties\":false,\"properties\":{\"follow\":{\"default\":true,\"description\":\"Keep streaming until the container exits.\",\"type\":\"boolean\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"stderr\":{\"default\":true,\"type\":\"boolean\"},\"stdout\":{\"default\":true,\"type\":\"boolean\"},\"tail\":{\"description\":\"Only the last N lines of the history.\",\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerLogsInput\"},\"output_schema\":{\"$defs\":{\"LogLine\":{\"additionalProperties\":false,\"properties\":{\"stream\":{\"$ref\":\"#/$defs/OutputStream\"},\"text\":{\"description\":\"The bytes as UTF-8 (invalid sequences replaced), newline included.\",\"type\":\"string\"},\"timestamp\":{\"description\":\"RFC 3339, as the daemon recorded it.\",\"type\":[\"string\",\"null\"]}},\"required\":[\"stream\",\"timestamp\",\"text\"],\"type\":\"object\"},\"OutputStream\":{\"description\":\"Where the text came from; `console` for a container with a TTY, whose streams are merged.\",\"enum\":[\"stdout\",\"stderr\",\"console\"],\"type\":\"string\"}},\"$ref\":\"#/$defs/LogLine\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"logs\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/logs\",\"namespace\":\"docker\",\"op_type\":\"subscription\",\"visibility\":\"external\",\"description\":\"Streams a container's output. With `follow` (the default) the stream goes on until the container exits, then completes.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerLogsInput\":{\"additionalProperties\":false,\"properties\":{\"follow\":{\"default\":false,\"description\":\"Keep streaming new lines until the container exits (or the caller aborts). Without it the subscription sends the lines so far and completes.\",\"type\":\"boolean\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"stderr\":{\"default\":true,\"type\":\"boolean\"},\"stdout\":{\"default\":true,\"type\":\"boolean\"},\"tail\":{\"description\":\"Only the last N lines of the history.\",\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerLogsInput\"},\"output_schema\":{\"$defs\":{\"LogLine\":{\"additionalProperties\":false,\"properties\":{\"stream\":{\"$ref\":\"#/$defs/OutputStream\"},\"text\":{\"description\":\"The bytes as UTF-8 (invalid sequences replaced), newline included.\",\"type\":\"string\"},\"timestamp\":{\"description\":\"RFC 3339, as the daemon recorded it.\",\"type\":[\"string\",\"null\"]}},\"required\":[\"stream\",\"timestamp\",\"text\"],\"type\":\"object\"},\"OutputStream\":{\"description\":\"Where the text came from; `console` for a container with a TTY, whose streams are merged.\",\"enum\":[\"stdout\",\"stderr\",\"console\"],\"type\":\"string\"}},\"$ref\":\"#/$defs/LogLine\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"logs\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -753,7 +766,7 @@ impl ::alknet::Operation for ContainerRemoveOp {
     type Error = ContainerRemoveError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/remove\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Removes a container; `force` kills it first if it runs.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRemoveInput\":{\"additionalProperties\":false,\"properties\":{\"force\":{\"default\":false,\"description\":\"Kill the container first if it runs.\",\"type\":\"boolean\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRemoveInput\"},\"output_schema\":{\"$defs\":{\"ContainerRemoved\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"removed\":{\"const\":true,\"type\":\"boolean\"}},\"required\":[\"id\",\"removed\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRemoved\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"remove\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/remove\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Removes a container; `force` kills it first if it runs.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRemoveInput\":{\"additionalProperties\":false,\"properties\":{\"force\":{\"default\":false,\"description\":\"Kill the container first if it runs.\",\"type\":\"boolean\"},\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRemoveInput\"},\"output_schema\":{\"$defs\":{\"ContainerRemoved\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"type\":\"string\"},\"removed\":{\"const\":true,\"type\":\"boolean\"}},\"required\":[\"id\",\"removed\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRemoved\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"remove\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -771,7 +784,7 @@ impl ::alknet::Operation for ContainerRestartOp {
     type Error = ContainerRestartError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/restart\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Restarts a container: stops it (SIGKILL after `timeoutSecs`) and starts it again.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerStopInput\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"timeoutSecs\":{\"default\":10,\"description\":\"Seconds between SIGTERM and SIGKILL.\",\"maximum\":3600,\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerStopInput\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"restart\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/restart\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Restarts a container: stops it (SIGKILL after `timeoutSecs`) and starts it again.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerStopInput\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"timeoutSecs\":{\"default\":10,\"description\":\"Seconds between SIGTERM and SIGKILL.\",\"maximum\":3600,\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerStopInput\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"restart\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -789,7 +802,7 @@ impl ::alknet::Operation for ContainerStartOp {
     type Error = ContainerStartError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/start\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Starts a container. Starting a running container is not an error.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"start\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/start\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Starts a container. Starting a running container is not an error.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"start\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -807,7 +820,7 @@ impl ::alknet::Operation for ContainerStopOp {
     type Error = ContainerStopError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/container/stop\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Stops a container: SIGTERM, then SIGKILL after `timeoutSecs`. Stopping a stopped container is not an error.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerStopInput\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"timeoutSecs\":{\"default\":10,\"description\":\"Seconds between SIGTERM and SIGKILL.\",\"maximum\":3600,\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerStopInput\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"stop\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
+                "{\"name\":\"docker/container/stop\",\"namespace\":\"docker\",\"op_type\":\"mutation\",\"visibility\":\"external\",\"description\":\"Stops a container: SIGTERM, then SIGKILL after `timeoutSecs`. Stopping a stopped container is not an error.\",\"input_schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerStopInput\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"},\"timeoutSecs\":{\"default\":10,\"description\":\"Seconds between SIGTERM and SIGKILL.\",\"maximum\":3600,\"minimum\":0,\"type\":\"integer\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerStopInput\"},\"output_schema\":{\"$defs\":{\"ContainerState\":{\"additionalProperties\":false,\"properties\":{\"exitCode\":{\"description\":\"The last exit code, once it exited.\",\"type\":[\"integer\",\"null\"]},\"id\":{\"type\":\"string\"},\"running\":{\"type\":\"boolean\"},\"status\":{\"description\":\"created, running, paused, restarting, removing, exited or dead.\",\"type\":\"string\"}},\"required\":[\"id\",\"status\",\"running\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerState\"},\"error_schemas\":[{\"code\":\"CONTAINER_CONFLICT\",\"description\":\"The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.\",\"http_status\":409},{\"code\":\"CONTAINER_NOT_FOUND\",\"description\":\"No such container.\",\"schema\":{\"$defs\":{\"ContainerId\":{\"description\":\"A container id (or unique prefix) or name.\",\"maxLength\":256,\"minLength\":1,\"pattern\":\"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$\",\"type\":\"string\"},\"ContainerRef\":{\"additionalProperties\":false,\"properties\":{\"id\":{\"$ref\":\"#/$defs/ContainerId\"}},\"required\":[\"id\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ContainerRef\"},\"http_status\":404},{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500},{\"code\":\"INVALID_CONTAINER_REQUEST\",\"description\":\"The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.\",\"http_status\":422}],\"access_control\":{\"required_scopes\":[\"docker\"],\"resource_type\":\"container\",\"resource_action\":\"stop\"},\"resource_id_path\":\"/id\",\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -843,7 +856,7 @@ impl ::alknet::Operation for ImageListOp {
     type Error = ImageListError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
-                "{\"name\":\"docker/image/list\",\"namespace\":\"docker\",\"op_type\":\"query\",\"visibility\":\"external\",\"description\":\"Lists local images.\",\"input_schema\":{\"additionalProperties\":false,\"type\":\"object\"},\"output_schema\":{\"$defs\":{\"ImageList\":{\"additionalProperties\":false,\"properties\":{\"images\":{\"items\":{\"$ref\":\"#/$defs/ImageSummary\"},\"type\":\"array\"}},\"required\":[\"images\"],\"type\":\"object\"},\"ImageSummary\":{\"additionalProperties\":false,\"properties\":{\"created\":{\"description\":\"Unix seconds.\",\"type\":\"integer\"},\"id\":{\"type\":\"string\"},\"size\":{\"minimum\":0,\"type\":\"integer\"},\"tags\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"}},\"required\":[\"id\",\"tags\",\"size\",\"created\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ImageList\"},\"error_schemas\":[{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
+                "{\"name\":\"docker/image/list\",\"namespace\":\"docker\",\"op_type\":\"query\",\"visibility\":\"external\",\"description\":\"Lists local images.\",\"input_schema\":{\"additionalProperties\":false,\"type\":\"object\"},\"output_schema\":{\"$defs\":{\"ImageList\":{\"additionalProperties\":false,\"properties\":{\"images\":{\"items\":{\"$ref\":\"#/$defs/ImageSummary\"},\"type\":\"array\"}},\"required\":[\"images\"],\"type\":\"object\"},\"ImageSummary\":{\"additionalProperties\":false,\"properties\":{\"created\":{\"description\":\"When the image was created, RFC 3339 (UTC), as `image/inspect` and `container/inspect` say it.\",\"type\":\"string\"},\"id\":{\"type\":\"string\"},\"size\":{\"minimum\":0,\"type\":\"integer\"},\"tags\":{\"items\":{\"type\":\"string\"},\"type\":\"array\"}},\"required\":[\"id\",\"tags\",\"size\",\"created\"],\"type\":\"object\"}},\"$ref\":\"#/$defs/ImageList\"},\"error_schemas\":[{\"code\":\"DOCKER_ERROR\",\"description\":\"The Docker daemon failed or could not be reached.\",\"http_status\":500}],\"access_control\":{\"required_scopes\":[\"docker\"]},\"deprecated\":false}",
             )
             .expect("alknet-codegen embedded a valid spec")
     }
@@ -870,6 +883,12 @@ impl ::alknet::Operation for ImagePullOp {
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerCreateOp)]
 pub enum ContainerCreateError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `DOCKER_ERROR` (HTTP 500): The Docker daemon failed or could not be reached.
     #[domain(
         code = "DOCKER_ERROR",
@@ -879,11 +898,23 @@ pub enum ContainerCreateError {
     /// `IMAGE_NOT_FOUND` (HTTP 404): No such image.
     #[domain(code = "IMAGE_NOT_FOUND", message = "No such image.")]
     ImageNotFound(types::ImageRef),
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/exec`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerExecOp)]
 pub enum ContainerExecError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
     #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
@@ -893,6 +924,12 @@ pub enum ContainerExecError {
         message = "The Docker daemon failed or could not be reached."
     )]
     DockerError,
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/inspect`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
@@ -937,6 +974,12 @@ pub enum ContainerLogsError {
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerRemoveOp)]
 pub enum ContainerRemoveError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
     #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
@@ -946,11 +989,23 @@ pub enum ContainerRemoveError {
         message = "The Docker daemon failed or could not be reached."
     )]
     DockerError,
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/restart`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerRestartOp)]
 pub enum ContainerRestartError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
     #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
@@ -960,11 +1015,23 @@ pub enum ContainerRestartError {
         message = "The Docker daemon failed or could not be reached."
     )]
     DockerError,
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/start`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerStartOp)]
 pub enum ContainerStartError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
     #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
@@ -974,11 +1041,23 @@ pub enum ContainerStartError {
         message = "The Docker daemon failed or could not be reached."
     )]
     DockerError,
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/stop`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerStopOp)]
 pub enum ContainerStopError {
+    /// `CONTAINER_CONFLICT` (HTTP 409): The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found.
+    #[domain(
+        code = "CONTAINER_CONFLICT",
+        message = "The container's state does not allow this (removing a running container without `force`, a name already in use); the message says what the daemon found."
+    )]
+    ContainerConflict,
     /// `CONTAINER_NOT_FOUND` (HTTP 404): No such container.
     #[domain(code = "CONTAINER_NOT_FOUND", message = "No such container.")]
     ContainerNotFound(types::ContainerRef),
@@ -988,6 +1067,12 @@ pub enum ContainerStopError {
         message = "The Docker daemon failed or could not be reached."
     )]
     DockerError,
+    /// `INVALID_CONTAINER_REQUEST` (HTTP 422): The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why.
+    #[domain(
+        code = "INVALID_CONTAINER_REQUEST",
+        message = "The daemon refused the request as invalid (an image without a command, a command that does not exist); the message says why."
+    )]
+    InvalidContainerRequest,
 }
 /// The declared errors of `docker/image/inspect`.
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
@@ -1033,7 +1118,7 @@ pub enum ImagePullError {
 }
 /// The `docker` service: implement one method per operation, then serve it with [`register`].
 ///
-/// Docker containers and images as operations (design §11). Every operation needs scope `docker`; container operations also check resource `container` with the operation's action: the caller owns the containers it created (label `alknet.owner`), or holds a static `resources.container` grant. Interactive sessions (a TTY) use ALPN `alknet/tty`.
+/// Docker containers and images as operations (design §11). Every operation needs scope `docker`; container operations also check resource `container` with the operation's action: the caller owns the containers it created (label `alknet.owner`), holds a static `resources.container` grant, or holds scope `docker-admin` (every container, every action). A container the caller may not see is `CONTAINER_NOT_FOUND`, whether it exists or not. Interactive sessions (a TTY) use ALPN `alknet/tty`.
 pub trait DockerService: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// `docker/container/create`: Creates a container owned by the caller (labels `alknet.managed=true`, `alknet.owner=<caller id>`). Labels starting with `alknet.` are refused.
     fn container_create(
@@ -1068,7 +1153,7 @@ pub trait DockerService: ::std::marker::Send + ::std::marker::Sync + 'static {
             ::alknet::OpError<ContainerInspectError>,
         >,
     > + ::std::marker::Send;
-    /// `docker/container/list`: Lists containers, running or not.
+    /// `docker/container/list`: Lists the containers the caller may see, running or not: its own; with a static `resources.container` grant, every container alknet created; with scope `docker-admin`, every container of the daemon.
     fn container_list(
         &self,
         ctx: ::alknet::Context,
@@ -1457,7 +1542,7 @@ impl DockerClient {
     > {
         self.conn.call::<ContainerInspectOp>(input).await
     }
-    /// `docker/container/list`: Lists containers, running or not.
+    /// `docker/container/list`: Lists the containers the caller may see, running or not: its own; with a static `resources.container` grant, every container alknet created; with scope `docker-admin`, every container of the daemon.
     pub async fn container_list(
         &self,
         input: &types::ContainerListInput,

@@ -1,5 +1,6 @@
 //! Daemon errors as the pack's declared errors (`CONTAINER_NOT_FOUND`, `IMAGE_NOT_FOUND`,
-//! `IMAGE_PULL_FAILED`, `DOCKER_ERROR`).
+//! `IMAGE_PULL_FAILED`, `CONTAINER_CONFLICT`, `INVALID_CONTAINER_REQUEST`, `DOCKER_ERROR`): the
+//! daemon's status says which, its message says what happened.
 
 use bollard::errors::Error as BollardError;
 use serde_json::json;
@@ -53,6 +54,8 @@ pub(super) fn daemon_error(error: BollardError, subject: Subject<'_>) -> CallErr
         (Subject::Pull(image), _) => pull_failed(image, &message),
         (Subject::Container(id), Some(404)) => container_not_found(id),
         (Subject::Image(image), Some(404)) => image_not_found(image),
+        (_, Some(409)) => CallError::domain("CONTAINER_CONFLICT", message),
+        (_, Some(400)) => CallError::domain("INVALID_CONTAINER_REQUEST", message),
         _ => docker_error(message),
     }
 }

@@ -41,6 +41,8 @@ pub const LABEL_MANAGED: &str = "alknet.managed";
 pub const LABEL_OWNER: &str = "alknet.owner";
 /// Labels with this prefix belong to alknet; callers may not set them.
 pub const RESERVED_LABEL_PREFIX: &str = "alknet.";
+/// The scope that sees every container of the daemon and may do everything to each.
+pub const ADMIN_SCOPE: &str = "docker-admin";
 
 /// Whether `id` can name a container in a daemon request path: a hex id, an id prefix or a
 /// name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`). Ids go into URL paths unescaped, so `/`, `?`, `#` or
@@ -59,6 +61,16 @@ fn env_list<'a>(vars: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec
     let mut env: Vec<String> = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.sort();
     env
+}
+
+/// An input's `env` as the daemon takes it: a map by name becomes `NAME=value` lines in name
+/// order; Docker's own `["NAME=value"]` list passes as given (the schema checked each has `=`).
+fn input_env(env: Option<&api::types::Env>) -> Vec<String> {
+    match env {
+        None => Vec::new(),
+        Some(api::types::Env::Object(vars)) => env_list(vars),
+        Some(api::types::Env::Array(lines)) => lines.clone(),
+    }
 }
 
 /// Why the pack could not start.

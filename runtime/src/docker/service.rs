@@ -24,7 +24,7 @@ use super::api::{
     ContainerStopError, DockerService, ImageInspectError, ImageListError, ImagePullError,
 };
 use super::errors::{Subject, daemon_error, docker_error, op_error, pull_failed};
-use super::{DockerPack, LABEL_MANAGED, LABEL_OWNER, RESERVED_LABEL_PREFIX};
+use super::{ADMIN_SCOPE, DockerPack, LABEL_MANAGED, LABEL_OWNER, RESERVED_LABEL_PREFIX};
 use crate::context::Context;
 use crate::error::CallError;
 use crate::typed::{ItemStream, OpError};
@@ -37,18 +37,33 @@ impl DockerService for DockerPack {
         ctx: Context,
         input: ContainerListInput,
     ) -> Result<ContainerList, ContainerListError> {
+        let Some(identity) = ctx.identity() else {
+            return Ok(ContainerList { containers: vec![] });
+        };
+        // What the caller may see (see `ownership`): its own containers; with a static
+        // grant, every container alknet created; with the admin scope, every container.
+        let sees_managed = identity
+            .resources
+            .get("container")
+            .is_some_and(|actions| !actions.is_empty());
+        let labels = if input.owned_only {
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_OWNER}={}", identity.id),
+            ]
+        } else if identity.has_scope(ADMIN_SCOPE) {
+            Vec::new()
+        } else if sees_managed {
+            vec![format!("{LABEL_MANAGED}=true")]
+        } else {
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_OWNER}={}", identity.id),
+            ]
+        };
         let mut filters = HashMap::new();
-        if input.owned_only {
-            let Some(identity) = ctx.identity() else {
-                return Ok(ContainerList { containers: vec![] });
-            };
-            filters.insert(
-                "label".to_owned(),
-                vec![
-                    format!("{LABEL_MANAGED}=true"),
-                    format!("{LABEL_OWNER}={}", identity.id),
-                ],
-            );
+        if !labels.is_empty() {
+            filters.insert("label".to_owned(), labels);
         }
         let options = ListContainersOptions {
             all: input.all,
@@ -133,7 +148,7 @@ impl DockerService for DockerPack {
         };
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
         labels.insert(LABEL_OWNER.to_owned(), identity.id.clone());
-        let env = super::env_list(&input.env);
+        let env = super::input_env(input.env.as_ref());
         let body = ContainerCreateBody {
             image: Some(input.image.to_string()),
             cmd: non_empty(input.cmd),
@@ -206,18 +221,17 @@ impl DockerService for DockerPack {
         _ctx: Context,
         input: ContainerRemoveInput,
     ) -> Result<ContainerRemoved, ContainerRemoveError> {
+        // The full id, as every other operation answers, whatever reference the caller gave.
+        let id = self.inspect(&input.id).await?.id.unwrap_or_default();
         let options = RemoveContainerOptions {
             force: input.force,
             ..Default::default()
         };
         self.docker
-            .remove_container(&input.id, Some(options))
+            .remove_container(&id, Some(options))
             .await
             .map_err(|e| op_error(e, Subject::Container(&input.id)))?;
-        Ok(ContainerRemoved {
-            id: input.id.to_string(),
-            removed: true,
-        })
+        Ok(ContainerRemoved { id, removed: true })
     }
 
     async fn container_logs(
@@ -271,7 +285,7 @@ impl DockerService for DockerPack {
             )));
         }
         let id = self.inspect(&input.id).await?.id.unwrap_or_default();
-        let env = super::env_list(&input.env);
+        let env = super::input_env(input.env.as_ref());
         let exec = self
             .docker
             .create_exec(
@@ -343,7 +357,7 @@ impl DockerService for DockerPack {
                     .filter(|t| t != "<none>:<none>")
                     .collect(),
                 size: u64::try_from(i.size).unwrap_or(0),
-                created: i.created,
+                created: rfc3339_from_unix(i.created),
             })
             .collect();
         Ok(ImageList { images })
@@ -420,6 +434,34 @@ impl DockerPack {
             .await
             .map_err(|e| op_error(e, Subject::Container(id)))
     }
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-12-01T08:00:00Z`): the daemon lists images with
+/// seconds but describes them with RFC 3339, and the pack answers one way.
+fn rfc3339_from_unix(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let time = seconds.rem_euclid(86_400);
+    // The civil date of a day count since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        time / 3_600,
+        time % 3_600 / 60,
+        time % 60
+    )
 }
 
 /// Stops a stream after its first error.
@@ -503,7 +545,15 @@ fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::{rfc3339_from_unix, split_reference};
+
+    #[test]
+    fn unix_seconds_as_rfc3339() {
+        assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_from_unix(1_796_113_845), "2026-12-01T08:30:45Z");
+        assert_eq!(rfc3339_from_unix(-1), "1969-12-31T23:59:59Z");
+    }
 
     #[test]
     fn container_refs_cannot_leave_their_path_segment() {

@@ -310,9 +310,20 @@ pub fn requested_with_timeout(id: &str, op: &str, input: Value, timeout_ms: u64)
     message
 }
 
-/// Says that a test was skipped where `cargo test` shows it: libtest captures `eprintln!` of
-/// passing tests, not writes to the stderr handle.
-pub fn skipped(message: &str) {
+/// Says that `test` was skipped, and why: on stderr where `cargo test` shows it (libtest
+/// captures `eprintln!` of passing tests, not writes to the stderr handle), and as a line in
+/// `<target>/tmp/skipped/<group>` for the summary `scripts/test.sh` prints after the run. A
+/// group is one missing tool or service (`docker`, `python mcp`, …).
+pub fn skipped(group: &str, test: &str, reason: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{message}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(group))
+    {
+        let _ = writeln!(file, "{test}\t{reason}");
+    }
 }

@@ -1,9 +1,11 @@
 //! `alknet`: run a node, or call one from the command line.
 //!
-//! Results are JSON on stdout. A failed call prints the `call.error` payload JSON on stderr and
-//! exits with status 1; bad usage exits with status 2.
+//! Results are JSON on stdout: indented on a terminal, one line per value when piped
+//! (`--json` and `--pretty` force either); `list` is a table on a terminal. A failed call prints
+//! the `call.error` payload JSON on stderr and exits with status 1; bad usage exits with status
+//! 2. Log lines go to stderr, coloured only when stderr is a terminal.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,12 @@ mod tty;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print results as one JSON line per value (the default when stdout is not a terminal).
+    #[arg(long, global = true, conflicts_with = "pretty")]
+    json: bool,
+    /// Print results as indented JSON (the default on a terminal).
+    #[arg(long, global = true)]
+    pretty: bool,
 }
 
 #[derive(Subcommand)]
@@ -47,7 +55,9 @@ enum Command {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
-    /// Subscribe and print one JSON line per item until the subscription ends.
+    /// Subscribe and print each item until the subscription ends (or Ctrl-C, `--max-items`,
+    /// `--for`, all of which exit 0). A final item `{"exitCode": N, "terminal": true}` (the
+    /// Docker pack's exec) becomes this command's exit status.
     Subscribe {
         #[command(flatten)]
         target: Target,
@@ -55,9 +65,16 @@ enum Command {
         op: String,
         /// Input JSON (default `{}`).
         input: Option<String>,
-        /// Deadline for the whole subscription, in milliseconds.
+        /// Deadline for the whole subscription, in milliseconds: reaching it is an error
+        /// (`TIMEOUT`, exit 1). To watch for a while and stop cleanly, use `--for`.
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Stop after this many items (exit 0).
+        #[arg(long, value_name = "N")]
+        max_items: Option<u64>,
+        /// Stop after this long (exit 0): `500ms`, `10s`, `5m`, or seconds.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_duration: Option<Duration>,
     },
     /// List the operations the node lets you call.
     List {
@@ -199,6 +216,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -212,6 +230,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let output = Output::choose(cli.json, cli.pretty);
     match cli.command {
         Command::Serve(args) => match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -250,15 +269,15 @@ async fn run(cli: Cli) -> ExitCode {
             timeout_ms,
         } => {
             client_command(&target, |conn| async move {
-                let output = conn
+                let answer = conn
                     .call_json_with(
                         &op,
                         parse_input(input.as_deref())?,
                         call_options(timeout_ms),
                     )
                     .await?;
-                print_json(&output);
-                Ok(())
+                output.print(&answer);
+                Ok(ExitCode::SUCCESS)
             })
             .await
         }
@@ -267,31 +286,37 @@ async fn run(cli: Cli) -> ExitCode {
             op,
             input,
             timeout_ms,
+            max_items,
+            for_duration,
         } => {
             client_command(&target, |conn| async move {
-                let mut items = conn
+                let items = conn
                     .subscribe_json_with(
                         &op,
                         parse_input(input.as_deref())?,
                         call_options(timeout_ms),
                     )
                     .await?;
-                loop {
-                    tokio::select! {
-                        item = items.next() => match item {
-                            Some(item) => print_json(&item?),
-                            None => return Ok(()),
-                        },
-                        _ = tokio::signal::ctrl_c() => return Ok(()),
-                    }
-                }
+                print_items(items, output, max_items, for_duration).await
             })
             .await
         }
         Command::List { target } => {
+            let anonymous = target.token.is_none() && target.cert.is_none();
             client_command(&target, |conn| async move {
-                print_json(&conn.call_json("services/list", json!({})).await?);
-                Ok(())
+                let list = conn.call_json("services/list", json!({})).await?;
+                let empty = list["operations"].as_array().is_none_or(Vec::is_empty);
+                match output {
+                    Output::Pretty => print_table(&list),
+                    Output::Lines => output.print(&list),
+                }
+                if empty && anonymous {
+                    eprintln!(
+                        "alknet list: no operations are open to anonymous callers; a token \
+                         (--token or ALKNET_TOKEN) or a client certificate (--cert/--key) may show more"
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
             })
             .await
         }
@@ -304,12 +329,12 @@ async fn run(cli: Cli) -> ExitCode {
         } => tty::run(&target, container, attach, cmd).await,
         Command::Schema { target, op } => {
             client_command(&target, |conn| async move {
-                print_json(
+                output.print(
                     &conn
                         .call_json("services/schema", json!({ "name": op }))
                         .await?,
                 );
-                Ok(())
+                Ok(ExitCode::SUCCESS)
             })
             .await
         }
@@ -441,7 +466,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn client_command<F, Fut>(target: &Target, body: F) -> ExitCode
 where
     F: FnOnce(Connection) -> Fut,
-    Fut: std::future::Future<Output = Result<(), CallError>>,
+    Fut: std::future::Future<Output = Result<ExitCode, CallError>>,
 {
     let result = async {
         let (client, conn) = connect(target).await?;
@@ -452,7 +477,7 @@ where
     }
     .await;
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!(
                 "{}",
@@ -540,7 +565,125 @@ fn parse_input(input: Option<&str>) -> Result<Value, CallError> {
     }
 }
 
-fn print_json(value: &Value) {
+/// How results are printed.
+#[derive(Clone, Copy)]
+enum Output {
+    /// Indented JSON; `list` as a table. For people at a terminal.
+    Pretty,
+    /// One line of JSON per value. For pipes and programs.
+    Lines,
+}
+
+impl Output {
+    /// `--json` or `--pretty` if given, else pretty on a terminal and lines when piped.
+    fn choose(json: bool, pretty: bool) -> Output {
+        if json {
+            Output::Lines
+        } else if pretty || std::io::stdout().is_terminal() {
+            Output::Pretty
+        } else {
+            Output::Lines
+        }
+    }
+
+    fn print(self, value: &Value) {
+        let text = match self {
+            Output::Pretty => serde_json::to_string_pretty(value).expect("values serialize"),
+            Output::Lines => value.to_string(),
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+    }
+}
+
+/// `services/list` as a table: name, kind, the first line of the description.
+fn print_table(list: &Value) {
+    let operations = list["operations"].as_array().cloned().unwrap_or_default();
+    let rows: Vec<[String; 3]> = operations
+        .iter()
+        .map(|op| {
+            let text = |key: &str| op[key].as_str().unwrap_or_default().to_owned();
+            let description = text("description");
+            let first_line = description.lines().next().unwrap_or_default().to_owned();
+            [text("name"), text("op_type"), first_line]
+        })
+        .collect();
+    let header = [
+        "OPERATION".to_owned(),
+        "KIND".to_owned(),
+        "DESCRIPTION".to_owned(),
+    ];
+    let width = |column: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (name_width, kind_width) = (width(0), width(1));
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{value}");
+    for row in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            stdout,
+            "{:name_width$}  {:kind_width$}  {}",
+            row[0], row[1], row[2]
+        );
+    }
+}
+
+/// Prints a subscription's items until it ends, `max_items` were printed, `for_duration`
+/// passed or Ctrl-C; the last three end cleanly (exit 0). A final
+/// `{"exitCode": N, "terminal": true}` item makes N the exit status.
+async fn print_items(
+    mut items: alknet::Subscription,
+    output: Output,
+    max_items: Option<u64>,
+    for_duration: Option<Duration>,
+) -> Result<ExitCode, CallError> {
+    let stop = async {
+        match for_duration {
+            Some(duration) => tokio::time::sleep(duration).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
+    let mut printed = 0u64;
+    let mut exit = ExitCode::SUCCESS;
+    while max_items.is_none_or(|max| printed < max) {
+        let item = tokio::select! {
+            item = items.next() => item,
+            _ = &mut stop => break,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Some(item) = item else { break };
+        let item = item?;
+        if item["terminal"] == json!(true)
+            && let Some(code) = item["exitCode"].as_i64()
+        {
+            exit = ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+        output.print(&item);
+        printed += 1;
+    }
+    Ok(exit)
+}
+
+/// `500ms`, `10s`, `5m`, `1h`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 10s or 5m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => return Err(format!("unknown unit `{other}`: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
