@@ -4,7 +4,8 @@
 #   - a Docker daemon, started if none answers;
 #   - the test image `alknet-test:latest`: a busybox root filesystem piped to `docker import`
 #     (no registry needed);
-#   - a local registry on 127.0.0.1:5000 for the `image/pull` tests.
+#   - a local registry on 127.0.0.1:5000 for the `image/pull` tests, seeded with
+#     127.0.0.1:5000/alknet-test:latest so a pull (docs/docker.md) has something to fetch.
 # Then run the tests with ALKNET_REQUIRE_DOCKER=1 ALKNET_TEST_REGISTRY=127.0.0.1:5000 so that
 # a missing piece fails them instead of skipping them. Needs root.
 set -euo pipefail
@@ -71,4 +72,18 @@ CONFIG
     sleep 0.25
   done
 fi
+# Seed the registry with an image whose layer this daemon does not hold, so that
+# `docker/image/pull {"image": "127.0.0.1:5000/alknet-demo"}` (docs/docker.md) shows real
+# download progress. The tests push and remove tags of their own; this one stays.
+if ! docker pull -q 127.0.0.1:5000/alknet-demo:latest >/dev/null 2>&1; then
+  log "seeding the registry with 127.0.0.1:5000/alknet-demo:latest"
+  seed=$(mktemp -d)
+  mkdir -p "$seed/root/data"
+  head -c 4000000 /dev/urandom >"$seed/root/data/blob"
+  tar -C "$seed/root" -c . | docker import - 127.0.0.1:5000/alknet-demo:latest >/dev/null
+  docker push -q 127.0.0.1:5000/alknet-demo:latest >/dev/null
+  rm -rf "$seed"
+fi
+# No local copy, so a pull downloads it.
+docker rmi -f 127.0.0.1:5000/alknet-demo:latest >/dev/null 2>&1 || true
 log "ready"

@@ -5,7 +5,7 @@
 //! is not a terminal (a pipe), its end is sent as EOF and SIGINT is forwarded as a signal. The
 //! exit code is the remote command's (0–255; 255 when it is unknown).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use alknet::CallError;
@@ -50,6 +50,12 @@ async fn session(
     let mut request = TtyRequest::new(container, mode);
     request.cmd = cmd;
     request.token = options.auth_token.clone();
+    // Input from a pipe gets no terminal (like `docker exec -i`): its end reaches the command
+    // as the end of stdin, however early it comes. A terminal's type is the client's own.
+    request.tty = std::io::stdin().is_terminal();
+    if let Ok(term) = std::env::var("TERM") {
+        request.env.insert("TERM".into(), term);
+    }
     if let Some((cols, rows)) = terminal_size() {
         request.cols = cols;
         request.rows = rows;

@@ -73,6 +73,12 @@ pub struct TtyRequest {
     /// Terminal height in rows.
     #[serde(default = "default_rows")]
     pub rows: u16,
+    /// For `exec`: give the command a terminal (the default). Without one — what a client
+    /// whose input is a pipe asks for, like `docker exec -i` — stdout and stderr stay apart and
+    /// the end of input is the end of the process's stdin, never lost to a terminal that is not
+    /// set up yet. `TERM` comes from `env` (the client's own), else `xterm`.
+    #[serde(default = "default_tty", skip_serializing_if = "is_true")]
+    pub tty: bool,
     /// A token that names the caller for this session, instead of the connection's
     /// certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +91,14 @@ fn default_cols() -> u16 {
 
 fn default_rows() -> u16 {
     24
+}
+
+fn default_tty() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl TtyRequest {
@@ -100,6 +114,7 @@ impl TtyRequest {
             cols: default_cols(),
             rows: default_rows(),
             token: None,
+            tty: true,
         }
     }
 }
@@ -127,8 +142,35 @@ pub enum Control {
     },
 }
 
-/// A stream or connection failure as a [`TtyError`].
-pub(super) fn lost(error: impl std::fmt::Display) -> TtyError {
+/// A stream or connection failure as a [`TtyError`], saying what happened: a node that shut
+/// down says so (its close reason), rather than a bare "connection lost".
+pub(super) fn lost<E: std::error::Error + 'static>(error: E) -> TtyError {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = current {
+        if let Some(inner) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            current = Some(inner);
+            continue;
+        }
+        if let Some(quinn::ConnectionError::ApplicationClosed(close)) =
+            cause.downcast_ref::<quinn::ConnectionError>()
+        {
+            let reason = String::from_utf8_lossy(&close.reason);
+            return TtyError::Connection(if reason == "server shutting down" {
+                "the node is shutting down".to_owned()
+            } else {
+                format!("the node closed the connection: {reason}")
+            });
+        }
+        if let Some(quinn::ConnectionError::TimedOut) =
+            cause.downcast_ref::<quinn::ConnectionError>()
+        {
+            return TtyError::Connection("the node stopped answering (timed out)".to_owned());
+        }
+        current = cause.source();
+    }
     TtyError::Connection(error.to_string())
 }
 
@@ -199,7 +241,7 @@ pub(super) async fn read_chunk(
         Ok(None) => return Ok(None),
         Ok(Some(0)) => return Ok(None),
         Ok(Some(_)) => {}
-        Err(e) => return Err(TtyError::Connection(e.to_string())),
+        Err(e) => return Err(lost(e)),
     }
     recv.read_exact(&mut header[1..]).await.map_err(lost)?;
     let len = u32::from_be_bytes(header[1..].try_into().expect("4 bytes"));

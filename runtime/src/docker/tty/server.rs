@@ -203,26 +203,37 @@ impl Session {
                 } else {
                     request.cmd.clone()
                 };
+                let tty = request.tty;
                 let mut env = crate::docker::env_list(&request.env);
-                // The size is set right after the start (API 1.41 has no size on create): a
-                // program that asks in its first milliseconds may see 0×0. COLUMNS/LINES would
-                // paper over that but override every later resize, so they are not set.
-                env.push("TERM=xterm".into());
+                if tty && !request.env.contains_key("TERM") {
+                    env.push("TERM=xterm".into());
+                }
+                let cmd = if tty {
+                    self.sized_command(&id, cmd, request.cols, request.rows)
+                        .await
+                } else {
+                    cmd
+                };
+                let mut config: bollard::models::ExecConfig = CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(tty),
+                    cmd: Some(cmd),
+                    env: Some(env),
+                    user: request.user.clone(),
+                    working_dir: request.working_dir.clone(),
+                    ..Default::default()
+                }
+                .into();
+                // The terminal's size from the start (API 1.42+; see `sized_command` for older
+                // engines, which ignore it).
+                if tty {
+                    config.console_size =
+                        Some(vec![usize::from(request.rows), usize::from(request.cols)]);
+                }
                 let exec = docker
-                    .create_exec(
-                        &id,
-                        CreateExecOptions {
-                            attach_stdin: Some(true),
-                            attach_stdout: Some(true),
-                            attach_stderr: Some(true),
-                            tty: Some(true),
-                            cmd: Some(cmd),
-                            env: Some(env),
-                            user: request.user.clone(),
-                            working_dir: request.working_dir.clone(),
-                            ..Default::default()
-                        },
-                    )
+                    .create_exec(&id, config)
                     .await
                     .map_err(|e| daemon_error(e, Subject::Container(&id)))?
                     .id;
@@ -231,7 +242,7 @@ impl Session {
                         &exec,
                         Some(StartExecOptions {
                             detach: false,
-                            tty: true,
+                            tty,
                             output_capacity: None,
                         }),
                     )
@@ -247,10 +258,64 @@ impl Session {
                     output,
                     input,
                     target: Target::Exec(exec),
-                    tty: true,
+                    tty,
                 })
             }
         }
+    }
+
+    /// `cmd`, made to start on a terminal of the client's size. Engines before API 1.42 create
+    /// an exec's terminal at 0×0 and take a resize only once the process runs — after a quick
+    /// command (`stty size`) has already looked, or even exited. There the command runs behind
+    /// `/bin/sh -c 'stty rows R cols C; exec "$@"'`, when the container has a shell to do that
+    /// (one quick probe); without one it runs as it is, and is resized as it starts.
+    async fn sized_command(&self, id: &str, cmd: Vec<String>, cols: u16, rows: u16) -> Vec<String> {
+        let native = self
+            .pack
+            .api_version()
+            .split_once('.')
+            .and_then(|(major, minor)| {
+                Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+            })
+            .is_some_and(|version| version >= (1, 42));
+        if native || !self.has_shell(id).await {
+            return cmd;
+        }
+        let mut wrapped = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            format!("stty rows {rows} cols {cols} 2>/dev/null; exec \"$@\""),
+            "alknet-tty".to_owned(),
+        ];
+        wrapped.extend(cmd);
+        wrapped
+    }
+
+    /// Whether `/bin/sh` runs in the container (a detached `/bin/sh -c 'exit 0'`).
+    async fn has_shell(&self, id: &str) -> bool {
+        let docker = &self.pack.docker;
+        let probe = CreateExecOptions {
+            cmd: Some(vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                "exit 0".to_owned(),
+            ]),
+            ..Default::default()
+        };
+        let Ok(exec) = docker.create_exec(id, probe).await else {
+            return false;
+        };
+        let started = docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await;
+        started.is_ok() && Target::Exec(exec.id).exit_code(docker).await == Ok(0)
     }
 
     /// Moves bytes both ways until the process's output ends, then sends its exit code.
