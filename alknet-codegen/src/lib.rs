@@ -21,10 +21,18 @@
 //!
 //! It depends only on the light IR crate, so calling it from a `build.rs` never compiles a
 //! network stack. Every error names the file and the JSON pointer of the problem.
+//!
+//! [`compat`] is the breaking-change gate: `alknet-codegen diff OLD NEW`, `lock` and
+//! `check --against LOCK`, and [`Builder::against`] in a `build.rs` (rules:
+//! `alknet_spec::compat`, `docs/compatibility.md`). Reading running nodes (`quic://`,
+//! `http://`) needs the `live` feature.
 
 #![warn(missing_docs)]
 
+pub mod compat;
 mod convert;
+#[cfg(feature = "live")]
+mod live;
 pub mod rust;
 pub mod service;
 
@@ -67,6 +75,24 @@ pub enum CodegenError {
         /// What is wrong.
         message: String,
     },
+    /// A running node could not be read.
+    #[error("{node}: {message}")]
+    Source {
+        /// The node, as given (`quic://…`, `http://…`).
+        node: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A breaking change against a lock (`check --against`, [`Builder::against`]).
+    #[error("{}: breaking changes against {} (update the lock on purpose with `alknet-codegen lock`, or allow the rule):\n{report}", path.display(), lock.display())]
+    Breaking {
+        /// The service file or bundle.
+        path: PathBuf,
+        /// The lock it was checked against.
+        lock: PathBuf,
+        /// The report, as text.
+        report: String,
+    },
 }
 
 /// Reads and validates a spec bundle or service file, returning its bundle.
@@ -100,8 +126,10 @@ pub fn rust_source(service: &Service, path: &Path) -> Result<String, CodegenErro
 /// one `<service>.rs` per file, and tells cargo to rerun when a file changes.
 #[derive(Debug, Default)]
 pub struct Builder {
-    services: Vec<PathBuf>,
+    /// Each service file, with the lock it is checked against, if any.
+    services: Vec<(PathBuf, Option<PathBuf>)>,
     out_dir: Option<PathBuf>,
+    allowed: Vec<String>,
 }
 
 impl Builder {
@@ -112,7 +140,23 @@ impl Builder {
 
     /// Adds a service file (or spec bundle), relative to the crate being built.
     pub fn service(mut self, path: impl Into<PathBuf>) -> Self {
-        self.services.push(path.into());
+        self.services.push((path.into(), None));
+        self
+    }
+
+    /// Checks the service added last against a committed lock file (written by
+    /// `alknet-codegen lock`): generation fails on a breaking change until the lock is updated
+    /// on purpose.
+    pub fn against(mut self, lock: impl Into<PathBuf>) -> Self {
+        if let Some((_, slot)) = self.services.last_mut() {
+            *slot = Some(lock.into());
+        }
+        self
+    }
+
+    /// Waives one compatibility rule (by id, e.g. `OPERATION_REMOVED`) in the lock checks.
+    pub fn allow(mut self, rule: impl Into<String>) -> Self {
+        self.allowed.push(rule.into());
         self
     }
 
@@ -138,9 +182,15 @@ impl Builder {
             }
         };
         let mut written = Vec::new();
-        for path in &self.services {
+        for (path, lock) in &self.services {
             if std::env::var_os("OUT_DIR").is_some() {
                 println!("cargo:rerun-if-changed={}", path.display());
+            }
+            if let Some(lock) = lock {
+                if std::env::var_os("OUT_DIR").is_some() {
+                    println!("cargo:rerun-if-changed={}", lock.display());
+                }
+                compat::check_against(path, lock, &self.allowed)?;
             }
             let service = load(path)?;
             let source = rust_source(&service, path)?;

@@ -1,7 +1,7 @@
 //! [`Context`]: what a handler knows about the request it is serving.
 //!
 //! A context is made by dispatch from the request a transport (or a composer) handed it: the
-//! request's own facts ([`RequestMeta`]: id, parent, caller, peer, cancellation) plus what
+//! request's own facts (`RequestMeta`: id, parent, caller, peer, cancellation) plus what
 //! dispatch resolved (deadline, composition). Nested calls are reached with `Context::env`
 //! (see [`Env`](crate::Env)) and the caller's connection with `Context::peer`; both live in the
 //! layers that implement them.

@@ -13,6 +13,7 @@
 //! - [`keywords`]: where schemas hold subschemas, and JSON Pointer escaping.
 //! - [`openapi`] and [`mcp`]: the OpenAPI 3.1 document and the MCP tools of a bundle — the same
 //!   functions serve them at run time and print them at build time.
+//! - [`compat`]: which changes between two bundles break callers, on which surface.
 //!
 //! ```
 //! use alknet_spec::{OperationSpec, OpType};
@@ -31,6 +32,7 @@
 
 pub mod bundle;
 pub mod codes;
+pub mod compat;
 pub mod keywords;
 pub mod mcp;
 pub mod name;

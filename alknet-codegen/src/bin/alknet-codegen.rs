@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use alknet_codegen::compat::{Remote, Source};
 use alknet_codegen::{CodegenError, Service};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -18,10 +19,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a service file or spec bundle and list its operations.
+    /// Validate a service file or spec bundle and list its operations; with `--against LOCK`,
+    /// also fail on a change that breaks callers of the locked version.
     Check {
         /// The file.
         file: PathBuf,
+        /// A lock file written by `alknet-codegen lock`.
+        #[arg(long, value_name = "LOCK")]
+        against: Option<PathBuf>,
+        /// Waive a breaking rule by its id (repeatable).
+        #[arg(long = "allow", value_name = "RULE")]
+        allowed: Vec<String>,
+    },
+    /// Classify every change from OLD to NEW: rule id, severity, operation, JSON pointer, and the
+    /// surfaces it affects (call protocol, OpenAPI, MCP). Exits 1 when a breaking change is left
+    /// after `--allow`. Each side is a service file, a spec bundle, `quic://HOST:PORT` (with
+    /// --pin) or `http://HOST:PORT` (running nodes need the `live` feature).
+    Diff {
+        /// The version callers use now.
+        old: String,
+        /// The version to check.
+        new: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Waive a breaking rule by its id (repeatable).
+        #[arg(long = "allow", value_name = "RULE")]
+        allowed: Vec<String>,
+        /// The fingerprint (`SHA256:<hex>`) of a `quic://` node.
+        #[arg(long)]
+        pin: Option<String>,
+        /// A bearer token for running nodes: they list what a caller with it may call.
+        #[arg(long, env = "ALKNET_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Write the spec bundle of a service file (or bundle) to a lock file, to commit; `check
+    /// --against` and `Builder::against` then fail on breaking changes until it is rewritten.
+    Lock {
+        /// A service file or spec bundle.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
     },
     /// Print (or write) the Rust code: types, server trait, `register`, typed client.
     Rust {
@@ -81,9 +119,30 @@ fn load(file: &Path) -> Result<Service, CodegenError> {
     alknet_codegen::load(file)
 }
 
-fn run(command: Command) -> Result<(), CodegenError> {
+/// How `diff` prints its report.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// One line per change and a summary.
+    Text,
+    /// `{"changes": [...], "summary": {...}}`.
+    Json,
+    /// A table for pull-request comments.
+    Markdown,
+}
+
+/// What `run` ends with: done, or a gate that says no.
+enum Outcome {
+    Done,
+    Breaking,
+}
+
+fn run(command: Command) -> Result<Outcome, CodegenError> {
     match command {
-        Command::Check { file } => {
+        Command::Check {
+            file,
+            against,
+            allowed,
+        } => {
             let service = load(&file)?;
             for op in &service.bundle.operations {
                 println!("{} {}", op.op_type.as_str(), op.name);
@@ -93,32 +152,73 @@ fn run(command: Command) -> Result<(), CodegenError> {
                 file.display(),
                 service.bundle.operations.len()
             );
-            Ok(())
+            if let Some(lock) = against {
+                let report = alknet_codegen::compat::check_against(&file, &lock, &allowed)?;
+                eprint!(
+                    "against {}: {}",
+                    lock.display(),
+                    report.to_text().lines().last().unwrap_or_default()
+                );
+                eprintln!();
+            }
+            Ok(Outcome::Done)
+        }
+        Command::Diff {
+            old,
+            new,
+            format,
+            allowed,
+            pin,
+            token,
+        } => {
+            let remote = Remote { pin, token };
+            let old = alknet_codegen::compat::load_source(&Source::parse(&old), &remote)?;
+            let new = alknet_codegen::compat::load_source(&Source::parse(&new), &remote)?;
+            let report = alknet_spec::compat::diff(&old, &new);
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Markdown => print!("{}", report.to_markdown()),
+                Format::Json => print!("{}", alknet_codegen::to_pretty_json(&report.to_json())),
+            }
+            Ok(if report.has_breaking(&allowed) {
+                Outcome::Breaking
+            } else {
+                Outcome::Done
+            })
+        }
+        Command::Lock { file, out } => {
+            let service = load(&file)?;
+            emit(&service.bundle.to_json_pretty(), &out)?;
+            Ok(Outcome::Done)
         }
         Command::Rust { file, out } => {
             let service = load(&file)?;
-            emit(&alknet_codegen::rust_source(&service, &file)?, &out)
+            emit(&alknet_codegen::rust_source(&service, &file)?, &out)?;
+            Ok(Outcome::Done)
         }
         Command::Openapi { file, out } => {
             let service = load(&file)?;
             emit(
                 &alknet_codegen::to_pretty_json(&alknet_codegen::openapi(&service)),
                 &out,
-            )
+            )?;
+            Ok(Outcome::Done)
         }
         Command::Mcp { file, out } => {
             let service = load(&file)?;
             emit(
                 &alknet_codegen::to_pretty_json(&alknet_codegen::mcp_tools(&service)),
                 &out,
-            )
+            )?;
+            Ok(Outcome::Done)
         }
     }
 }
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse().command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Done) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Breaking) => std::process::ExitCode::FAILURE,
         Err(error) => {
             eprintln!("alknet-codegen: {error}");
             std::process::ExitCode::FAILURE

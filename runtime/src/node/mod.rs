@@ -1,10 +1,12 @@
 //! The node: what every transport of one endpoint shares, and the dispatch they all use.
 //!
-//! - [`Node`]: the registry, protocol settings, identities, task tracker and shutdown signals
-//!   of one endpoint (a server, a client, a WebSocket client). Transports hold an `Arc<Node>`.
-//! - [`request`]: the dispatch [`Request`](request::Request) and its one constructor.
-//! - [`dispatch`]: the rules of design §5 and §4.5–§4.6, with one entry point per shape.
-//! - [`env`]: nested calls from inside a handler (design §6).
+//! - `Node`: the registry, protocol settings, identities, task tracker and shutdown signals of
+//!   one endpoint (a server, a client, a WebSocket client). Transports hold an `Arc<Node>`.
+//! - `request`: the dispatch `Request` and its one constructor.
+//! - `dispatch`: the rules of design §5 and §4.5–§4.6, with one entry point per shape.
+//! - [`env`](mod@env): nested calls from inside a handler (design §6).
+//!
+//! Only [`env`](mod@env) is public: the rest is how the transports share one set of rules.
 
 pub(crate) mod dispatch;
 pub mod env;
