@@ -116,6 +116,8 @@ fn list_operations(
         .map(|op| op.spec())
         .filter(|spec| spec.visibility == Visibility::External && !is_builtin(&spec.name))
         .filter(|spec| access::may_list(spec, ctx.identity()))
+        // Callers without a connection (HTTP, MCP) cannot serve a call back.
+        .filter(|spec| ctx.peer_link().is_some() || !ctx.registry().needs_peer(&spec.name))
         .filter(|spec| {
             q.as_deref().is_none_or(|q| {
                 spec.name.to_lowercase().contains(q) || spec.description.to_lowercase().contains(q)

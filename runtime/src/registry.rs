@@ -433,13 +433,33 @@ impl Registry {
     /// The spec bundle of the registered operations (internal ones included, discovery
     /// built-ins excluded): the input of `alknet-codegen`.
     pub fn spec_bundle(&self) -> SpecBundle {
+        self.bundle_of(|_| true)
+    }
+
+    /// The spec bundle of what callers without a connection of their own (HTTP, MCP) can use:
+    /// without the operations that [need a peer](Registry::needs_peer).
+    pub fn spec_bundle_without_peer(&self) -> SpecBundle {
+        self.bundle_of(|op| !self.needs_peer(&op.spec.name))
+    }
+
+    fn bundle_of(&self, keep: impl Fn(&RegisteredOperation) -> bool) -> SpecBundle {
         SpecBundle::new(
             self.operations
                 .values()
-                .filter(|op| !crate::discovery::is_builtin(&op.spec.name))
+                .filter(|op| !crate::discovery::is_builtin(&op.spec.name) && keep(op))
                 .map(|op| op.spec.clone()),
         )
         .expect("registered specs are valid and unique")
+    }
+
+    /// Whether operation `name` calls back into its caller's side of the connection: its
+    /// composition lists an operation this registry does not have, which only the peer can
+    /// serve (`ctx.env().call_peer…`). Over HTTP or MCP there is no peer, so such operations
+    /// are not advertised there (they would only answer `NOT_FOUND`).
+    pub fn needs_peer(&self, name: &str) -> bool {
+        self.get(name)
+            .and_then(|op| op.composition())
+            .is_some_and(|c| c.operations.iter().any(|listed| self.get(listed).is_none()))
     }
 }
 

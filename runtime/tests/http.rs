@@ -698,5 +698,34 @@ async fn openapi_is_served_from_the_registry() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/ops/demo/add"]["post"].is_object());
     assert!(doc["paths"].get("/ops/demo/secret").is_none());
+    // An operation that calls back its caller's side needs a connection HTTP does not have.
+    assert!(doc["paths"].get("/ops/demo/ask_peer").is_none());
+    let listed = gw
+        .http
+        .get(format!("{}/search", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains("demo/add") && !listed.contains("demo/ask_peer"), "{listed}");
     assert!(doc["paths"]["/call"].is_object());
+    // Where to call it: the listening address.
+    assert_eq!(doc["servers"], json!([{ "url": gw.base }]));
+    // Closed objects stay `additionalProperties: false`, which generators read as closed.
+    let add_input = &doc["paths"]["/ops/demo/add"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    let add_input = match add_input.get("$ref").and_then(Value::as_str) {
+        Some(reference) => doc
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap()
+            .clone(),
+        None => add_input.clone(),
+    };
+    assert_eq!(
+        add_input["additionalProperties"],
+        json!(false),
+        "{add_input}"
+    );
 }

@@ -4,6 +4,7 @@ Usage: python3 mcp_client.py URL [per-operation|gateway]
 Prints "mcp client ok" when every check passed; raises otherwise.
 """
 import asyncio
+import json
 import sys
 import warnings
 
@@ -28,6 +29,7 @@ async def per_operation():
         assert "demo.admin" not in tools, "restricted operations are hidden from anonymous callers"
         assert "demo.ticks" not in tools, "subscriptions are not tools"
         assert "demo.secret" not in tools, "internal operations are never tools"
+        assert "demo.ask_peer" not in tools, "operations that call the caller back need a connection MCP has not"
         add = tools["demo.add"]
         assert add.annotations.read_only_hint is True, add.annotations
         assert tools["demo.fail"].annotations.read_only_hint is False
@@ -42,10 +44,17 @@ async def per_operation():
         assert tools["demo.echo"].input_schema["required"] == ["input"]
         echo = await c.call_tool("demo.echo", {"input": {"x": [1, 2]}})
         assert echo.structured_content == {"result": {"x": [1, 2]}}, echo
+        # Tool errors carry the call.error as text, with no structuredContent that would have
+        # to match the tool's outputSchema (clients check it even on errors).
         failed = await c.call_tool("demo.fail", {"reason": "mcp"})
-        assert failed.is_error and failed.structured_content["error"]["code"] == "DEMO_FAILED", failed
+        assert failed.is_error and failed.structured_content is None, failed
+        assert json.loads(failed.content[0].text)["error"]["code"] == "DEMO_FAILED", failed
         invalid = await c.call_tool("demo.add", {"a": "x", "b": 1})
-        assert invalid.is_error and invalid.structured_content["error"]["code"] == "INVALID_INPUT", invalid
+        assert invalid.is_error and json.loads(invalid.content[0].text)["error"]["code"] == "INVALID_INPUT", invalid
+        # A wrapped input left out is an error, not a null input.
+        missing = await c.call_tool("demo.echo", {})
+        error = json.loads(missing.content[0].text)["error"]
+        assert missing.is_error and error["code"] == "INVALID_INPUT" and error["details"]["pointer"] == "/input", missing
         # A tool hidden from this caller does not exist for it.
         try:
             await c.call_tool("demo.admin", {})

@@ -118,7 +118,9 @@ impl Components {
 }
 
 /// `true` → `{}` and `false` → `{"not": {}}` wherever a schema stands: equivalent, and accepted
-/// by every OpenAPI tool (some reject boolean schemas although 3.1 allows them).
+/// by every OpenAPI tool (some reject boolean schemas although 3.1 allows them). Except
+/// `additionalProperties: false`, which stays as it is: every tool reads it (it is OpenAPI 3.0's
+/// own form), and generators read `{"not": {}}` there as an open object.
 fn objectify_boolean_schemas(schema: &mut Value) {
     match schema {
         Value::Bool(true) => *schema = json!({}),
@@ -134,6 +136,8 @@ fn objectify_boolean_schemas(schema: &mut Value) {
                     if let Value::Array(children) = child {
                         children.iter_mut().for_each(objectify_boolean_schemas);
                     }
+                } else if key == "additionalProperties" && *child == Value::Bool(false) {
+                    // Closed objects stay closed for generators.
                 } else if keywords::SINGLE.contains(&key) {
                     objectify_boolean_schemas(child);
                 }

@@ -19,8 +19,8 @@ use axum::http::request::Parts;
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, InitializeResult,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -84,6 +84,17 @@ fn gateway_tools() -> Vec<Value> {
 }
 
 /// A tool result: `structuredContent` plus a text copy; `isError` for failures.
+/// A failed operation as a tool error whose `structuredContent` would have to match the tool's
+/// `outputSchema`: clients validate it against that schema even on errors (the TypeScript SDK
+/// then throws instead of returning `isError`), so the `{"error": <call.error>}` goes in the
+/// text content only.
+fn error_result(error: &CallError) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(
+        json!({ "error": error }).to_string(),
+    )])
+    .into()
+}
+
 fn result(structured: Value, is_error: bool) -> CallToolResponse {
     if is_error {
         CallToolResult::structured_error(structured).into()
@@ -123,7 +134,11 @@ impl McpServer {
             .registry
             .get(operation)
             .map(|op| op.spec().clone())
-            .filter(|spec| projection::is_tool(spec) && access::may_list(spec, identity.as_deref()))
+            .filter(|spec| {
+                projection::is_tool(spec)
+                    && access::may_list(spec, identity.as_deref())
+                    && !self.node.registry.needs_peer(&spec.name)
+            })
             .ok_or_else(|| {
                 ErrorData::invalid_params(
                     format!("unknown tool `{}`", projection::tool_name(operation)),
@@ -131,7 +146,16 @@ impl McpServer {
                 )
             })?;
         let input = if projection::wraps_input(&spec) {
-            arguments.get("input").cloned().unwrap_or(Value::Null)
+            // The tool's schema requires `input`: leaving it out is not a null input.
+            match arguments.get("input") {
+                Some(input) => input.clone(),
+                None => {
+                    return Ok(error_result(&CallError::invalid_input(
+                        "`input` is required: this tool takes the operation's input as {\"input\": …}",
+                        "/input",
+                    )));
+                }
+            }
         } else {
             arguments
         };
@@ -143,7 +167,7 @@ impl McpServer {
                     result(output, false)
                 }
                 Ok(output) => result(json!({"result": output}), false),
-                Err(error) => result(json!({"error": error}), true),
+                Err(error) => error_result(&error),
             },
         )
     }
@@ -255,6 +279,7 @@ impl ServerHandler for McpServer {
                     spec.visibility == Visibility::External && spec.op_type != OpType::Subscription
                 })
                 .filter(|spec| !crate::discovery::is_builtin(&spec.name))
+                .filter(|spec| !self.node.registry.needs_peer(&spec.name))
                 .filter(|spec| access::may_list(spec, identity.as_deref()))
                 .map(projection::tool)
                 .collect()

@@ -49,6 +49,10 @@ pub struct HttpOptions {
     /// MCP at `/mcp` exposes four fixed tools (`search`, `schema`, `call`, `batch`) instead of
     /// one tool per operation: for registries too large to list.
     pub mcp_gateway_mode: bool,
+    /// The URL callers reach the gateway at (behind a proxy, a name), published as the OpenAPI
+    /// document's `servers`. Default: the listening address, or `/` (the document's own host)
+    /// when listening on every interface.
+    pub public_url: Option<String>,
 }
 
 impl Server {
@@ -71,20 +75,31 @@ impl Server {
             .local_addr()
             .map_err(|source| EndpointError::Bind { addr, source })?;
         let node = Arc::clone(self.node());
-        let router = router(Arc::clone(&node), &options);
+        let server_url = options.public_url.clone().unwrap_or_else(|| {
+            if bound.ip().is_unspecified() {
+                "/".to_owned()
+            } else {
+                format!("http://{bound}")
+            }
+        });
+        let router = router(Arc::clone(&node), &options, &server_url);
         tokio::spawn(serve(listener, router, node.shutdown.clone()));
         Ok(bound)
     }
 }
 
 /// The gateway's routes over `node`; with the `mcp` feature, `/mcp` too.
-fn router(node: Arc<Node>, options: &HttpOptions) -> Router {
+fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let info = OpenApiInfo {
         title: "alknet node".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: "The operations of this node, over the alknet HTTP gateway.".into(),
     };
-    let openapi = Arc::new(openapi_document(&node.registry.spec_bundle(), &info));
+    // HTTP callers have no connection to be called back on: operations that need one are left
+    // out of the document.
+    let mut openapi = openapi_document(&node.registry.spec_bundle_without_peer(), &info);
+    openapi["servers"] = serde_json::json!([{ "url": server_url }]);
+    let openapi = Arc::new(openapi);
     let routes = routes::routes(Gateway {
         node: Arc::clone(&node),
         openapi,

@@ -170,6 +170,10 @@ struct ServeArgs {
     /// instead of one tool per operation.
     #[arg(long)]
     mcp_gateway: bool,
+    /// The URL callers reach the HTTP gateway at (behind a proxy), published as the OpenAPI
+    /// document's `servers` (default: the listening address).
+    #[arg(long, requires = "http")]
+    public_url: Option<String>,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -431,6 +435,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => {
             let http_options = alknet::HttpOptions {
                 mcp_gateway_mode: args.mcp_gateway,
+                public_url: args.public_url.clone(),
             };
             format!(
                 " http={}",
