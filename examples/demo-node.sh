@@ -42,8 +42,8 @@ step call "$addr" demo/fail '{"reason": "showing errors"}' --pin "$pin" || echo 
 
 if command -v curl >/dev/null; then
   echo
-  echo "\$ curl -s -XPOST http://$http/call -d '{\"operation\": \"demo/add\", \"input\": {\"a\": 1, \"b\": 2}}'"
-  curl -s -XPOST "http://$http/call" -d '{"operation": "demo/add", "input": {"a": 1, "b": 2}}'
+  echo "\$ curl -s http://$http/call -H 'Content-Type: application/json' -d '{\"operation\": \"demo/add\", \"input\": {\"a\": 1, \"b\": 2}}'"
+  curl -s "http://$http/call" -H 'Content-Type: application/json' -d '{"operation": "demo/add", "input": {"a": 1, "b": 2}}'
   echo
 fi
 

@@ -709,7 +709,10 @@ async fn openapi_is_served_from_the_registry() {
         .text()
         .await
         .unwrap();
-    assert!(listed.contains("demo/add") && !listed.contains("demo/ask_peer"), "{listed}");
+    assert!(
+        listed.contains("demo/add") && !listed.contains("demo/ask_peer"),
+        "{listed}"
+    );
     assert!(doc["paths"]["/call"].is_object());
     // Where to call it: the listening address.
     assert_eq!(doc["servers"], json!([{ "url": gw.base }]));
@@ -728,4 +731,165 @@ async fn openapi_is_served_from_the_registry() {
         json!(false),
         "{add_input}"
     );
+}
+
+/// Browsers: CORS answers the listed origin's preflights and nobody else's; the WebSocket and
+/// MCP refuse pages from unlisted origins; clients that send no `Origin` are not browsers and
+/// are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_origins_get_in_from_a_browser() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::bind(
+        alknet::demo::registry(),
+        ServerOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let options = alknet::HttpOptions {
+        cors_origins: vec!["http://app.example:8000".into()],
+        ..alknet::HttpOptions::default()
+    };
+    let addr = server
+        .serve_http_with("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let preflight = async |origin: &str| {
+        http.request(reqwest::Method::OPTIONS, format!("http://{addr}/call"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "content-type, authorization",
+            )
+            .send()
+            .await
+            .unwrap()
+    };
+    let allowed = preflight("http://app.example:8000").await;
+    assert!(allowed.status().is_success(), "{allowed:?}");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://app.example:8000"
+    );
+    let allowed_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
+    let refused = preflight("http://evil.example").await;
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{refused:?}"
+    );
+    // An actual call from the listed origin carries the header the browser needs.
+    let call = http
+        .post(format!("http://{addr}/call"))
+        .header("Origin", "http://app.example:8000")
+        .json(&json!({"operation": "demo/add", "input": {"a": 1, "b": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call.headers()["access-control-allow-origin"],
+        "http://app.example:8000"
+    );
+
+    // The WebSocket: a forged Origin is refused before the upgrade, with a JSON error.
+    let ws = |origin: Option<&str>| {
+        let mut request = format!("ws://{addr}/alknet/call")
+            .into_client_request()
+            .unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", origin.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    match ws(Some("http://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["code"], "FORBIDDEN");
+        }
+        other => panic!("a forged origin upgraded: {:?}", other.map(|_| ())),
+    }
+    assert!(ws(Some("http://app.example:8000")).await.is_ok());
+    assert!(ws(None).await.is_ok(), "no Origin: not a browser");
+
+    // MCP: the same rule.
+    let mcp = async |origin: &str| {
+        http.post(format!("http://{addr}/mcp"))
+            .header("Origin", origin)
+            .header("Accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(mcp("http://evil.example").await, 403);
+    assert_ne!(mcp("http://app.example:8000").await, 403);
+}
+
+/// A page cannot run an operation with a "simple" request (no preflight): bodies that are not
+/// JSON are refused with 415 before anything runs; clients without `Origin` may omit the type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_json_bodies_run_operations() {
+    let gw = start().await;
+    let body = json!({"operation": "demo/fail", "input": {}}).to_string();
+    for (content_type, origin) in [
+        (Some("text/plain;charset=UTF-8"), None),
+        (
+            Some("application/x-www-form-urlencoded"),
+            Some("http://evil.example"),
+        ),
+        (Some("multipart/form-data; boundary=x"), None),
+        (None, Some("http://evil.example")),
+    ] {
+        let mut request = gw.http.post(format!("{}/call", gw.base)).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{content_type:?} {origin:?}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "INVALID_INPUT");
+    }
+    for path in ["/ops/demo/fail", "/batch", "/subscribe"] {
+        let response = gw
+            .http
+            .post(format!("{}{path}", gw.base))
+            .header("Content-Type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415, "{path}");
+    }
+    // JSON (with parameters, or a +json type) runs; so does a body without a type and without
+    // an Origin (not a browser: curl, scripts).
+    for content_type in [
+        Some("application/json; charset=utf-8"),
+        Some("application/vnd.x+json"),
+        None,
+    ] {
+        let mut request = gw.http.post(format!("{}/call", gw.base)).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let status = request.send().await.unwrap().status();
+        assert_eq!(status, 409, "demo/fail ran with {content_type:?}");
+    }
 }

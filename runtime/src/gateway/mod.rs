@@ -27,6 +27,7 @@ mod auth;
 mod batch;
 #[cfg(feature = "mcp")]
 mod mcp;
+mod origin;
 mod routes;
 pub mod websocket;
 
@@ -53,6 +54,12 @@ pub struct HttpOptions {
     /// document's `servers`. Default: the listening address, or `/` (the document's own host)
     /// when listening on every interface.
     pub public_url: Option<String>,
+    /// Origins (`https://app.example`) whose web pages may call the gateway: their CORS
+    /// preflights are answered, and their WebSocket sessions and MCP requests accepted. Empty
+    /// (the default): no cross-origin access, and a browser request with any `Origin` header
+    /// is refused on `/alknet/call` and `/mcp`. Requests without `Origin` (not a browser) are
+    /// unaffected.
+    pub cors_origins: Vec<String>,
 }
 
 impl Server {
@@ -100,6 +107,7 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let mut openapi = openapi_document(&node.registry.spec_bundle_without_peer(), &info);
     openapi["servers"] = serde_json::json!([{ "url": server_url }]);
     let openapi = Arc::new(openapi);
+    let origins = origin::Origins::new(&options.cors_origins);
     let routes = routes::routes(Gateway {
         node: Arc::clone(&node),
         openapi,
@@ -109,7 +117,13 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let routes = routes.nest_service("/mcp", mcp::service(node, options.mcp_gateway_mode));
     #[cfg(not(feature = "mcp"))]
     let _ = (node, options);
+    // Browsers: the WebSocket and MCP accept only listed origins; CORS answers their preflights.
     routes
+        .layer(axum::middleware::from_fn_with_state(
+            origins.clone(),
+            origin::guard,
+        ))
+        .layer(origins.cors())
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled.

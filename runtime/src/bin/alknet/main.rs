@@ -174,6 +174,10 @@ struct ServeArgs {
     /// document's `servers` (default: the listening address).
     #[arg(long, requires = "http")]
     public_url: Option<String>,
+    /// An origin (`https://app.example`) whose web pages may call the HTTP gateway, open its
+    /// WebSocket and use MCP (repeatable). Default: none, no cross-origin access.
+    #[arg(long = "cors", value_name = "ORIGIN", requires = "http")]
+    cors: Vec<String>,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -436,6 +440,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let http_options = alknet::HttpOptions {
                 mcp_gateway_mode: args.mcp_gateway,
                 public_url: args.public_url.clone(),
+                cors_origins: args.cors.clone(),
             };
             format!(
                 " http={}",
