@@ -310,12 +310,12 @@ async fn subscriptions_as_server_sent_events() {
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = sse_events(&response.text().await.unwrap());
-    assert_eq!(
-        events,
-        (1..=3)
-            .map(|n| ("message".to_owned(), Some(n.to_string()), json!({"n": n})))
-            .collect::<Vec<_>>()
-    );
+    let mut expected: Vec<_> = (1..=3)
+        .map(|n| ("message".to_owned(), Some(n.to_string()), json!({"n": n})))
+        .collect();
+    // The end is an event, so a browser can tell it from a dropped connection.
+    expected.push(("completed".to_owned(), Some("end".to_owned()), json!({})));
+    assert_eq!(events, expected);
     // GET, for EventSource.
     let response = gw
         .http
@@ -326,7 +326,26 @@ async fn subscriptions_as_server_sent_events() {
         .send()
         .await
         .unwrap();
-    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 2);
+    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 3);
+    // An EventSource reconnecting after the end is told to stop (204); one asking to resume a
+    // subscription that cannot is refused, never replayed.
+    let reconnect = |last: &'static str| {
+        gw.http
+            .get(format!(
+                "{}/subscribe?operation=demo/ticks&input=%7B%22count%22%3A2%7D",
+                gw.base
+            ))
+            .header("Last-Event-ID", last)
+            .send()
+    };
+    assert_eq!(reconnect("end").await.unwrap().status(), 204);
+    let refused = reconnect("1").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let error: Value = refused.json().await.unwrap();
+    assert!(
+        error["message"].as_str().unwrap().contains("not resumable"),
+        "{error}"
+    );
     // The typed route of a subscription answers SSE too.
     let response = gw
         .http
@@ -335,7 +354,7 @@ async fn subscriptions_as_server_sent_events() {
         .send()
         .await
         .unwrap();
-    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 4);
+    assert_eq!(sse_events(&response.text().await.unwrap()).len(), 5);
     // An error mid-stream is `event: error` and ends the stream.
     let body = json!({"operation": "test/fail_stream", "input": {}}).to_string();
     let text = gw
@@ -349,8 +368,9 @@ async fn subscriptions_as_server_sent_events() {
         .await
         .unwrap();
     let events = sse_events(&text);
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 3, "nothing follows the error: {events:?}");
     assert_eq!(events[2].0, "error");
+    assert_eq!(events[2].1.as_deref(), Some("end"));
     assert_eq!(events[2].2["code"], "STREAM_BROKE");
     // Failing to start is a plain error answer.
     let body = json!({"operation": "demo/add", "input": {"a": 1, "b": 1}}).to_string();

@@ -197,15 +197,15 @@ fn sse_content(item: Value) -> Value {
     json!({"text/event-stream": {
         "schema": {
             "type": "object",
-            "description": "One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:`; `event: error` carries a `call.error` and ends the stream; the stream closes after the last item.",
+            "description": "One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:`; the end is `event: completed` (data `{}`) after the last item, or `event: error` with a `call.error`, both with `id: end`. An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; these streams do not resume.",
             "required": ["data"],
             "properties": {
-                "event": {"type": "string", "enum": ["message", "error"]},
+                "event": {"type": "string", "enum": ["message", "completed", "error"]},
                 "id": {"type": "string"},
                 "data": {
                     "type": "string",
                     "contentMediaType": "application/json",
-                    "contentSchema": {"anyOf": [item, error_ref()]}
+                    "contentSchema": {"anyOf": [item, error_ref(), {"type": "object", "maxProperties": 0, "description": "The data of `event: completed`."}]}
                 }
             }
         }

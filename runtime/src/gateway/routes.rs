@@ -120,7 +120,33 @@ impl Gateway {
     }
 
     /// A subscription as Server-Sent Events, or the error that stopped it from starting.
-    async fn subscription(&self, operation: &str, input: Value, caller: &Caller) -> Response {
+    async fn subscription(
+        &self,
+        operation: &str,
+        input: Value,
+        caller: &Caller,
+        headers: &HeaderMap,
+    ) -> Response {
+        // A browser's EventSource reconnects when a stream closes, sending the last event id it
+        // saw. After the end marker that is `end`: 204 tells it to stop. Any other id asks to
+        // resume, which these subscriptions cannot do: a clear refusal, never a replay.
+        if let Some(last) = headers.get("last-event-id") {
+            if last.as_bytes() == END_ID.as_bytes() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let error = CallError::invalid_input(
+                format!(
+                    "`{operation}` cannot resume after event {}: it is not resumable; subscribe again without Last-Event-ID",
+                    last.to_str().unwrap_or("(not text)")
+                ),
+                "",
+            );
+            return ErrorResponse {
+                error,
+                status: StatusCode::BAD_REQUEST,
+            }
+            .into_response();
+        }
         let cancel = CancellationToken::new();
         let request = self.request(operation, input, caller, &cancel);
         match self.node.stream(request).await {
@@ -130,25 +156,48 @@ impl Gateway {
     }
 }
 
-/// Items as `data:` events with increasing `id:`s; an error as `event: error`, which ends it.
+/// The `id:` of the last event of a stream that ended (`completed` or `error`).
+const END_ID: &str = "end";
+
+/// Items as `data:` events with increasing `id:`s. The end is an event too, so a browser can
+/// tell it from a dropped connection: `event: completed` after the last item, or
+/// `event: error` with the `call.error`; both carry `id: end`, and an `EventSource` that
+/// reconnects after them is answered 204 and stops.
 fn sse(
     items: GuardedStream,
     cancel: CancellationToken,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let guard = cancel.drop_guard();
     let mut n = 0u64;
-    let events = items.map(move |item| {
-        let _ = &guard; // the body owns the guard: a closed connection cancels the subscription
-        n += 1;
-        Ok(match item {
-            Ok(output) => SseEvent::default()
-                .id(n.to_string())
-                .data(output.to_string()),
-            Err(error) => SseEvent::default()
-                .event("error")
-                .data(serde_json::to_string(&error).expect("errors serialize")),
-        })
-    });
+    let mut ended = false;
+    let events = items
+        .map(Some)
+        .chain(futures_util::stream::once(std::future::ready(None)))
+        .filter_map(move |item| {
+            let _ = &guard; // the body owns the guard: a closed connection cancels the subscription
+            let event = match item {
+                _ if ended => None,
+                Some(Ok(output)) => {
+                    n += 1;
+                    Some(
+                        SseEvent::default()
+                            .id(n.to_string())
+                            .data(output.to_string()),
+                    )
+                }
+                Some(Err(error)) => {
+                    ended = true;
+                    Some(
+                        SseEvent::default()
+                            .event("error")
+                            .id(END_ID)
+                            .data(serde_json::to_string(&error).expect("errors serialize")),
+                    )
+                }
+                None => Some(SseEvent::default().event("completed").id(END_ID).data("{}")),
+            };
+            std::future::ready(event.map(Ok))
+        });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
@@ -230,7 +279,7 @@ async fn subscribe_post(
     match parse_call(&body) {
         Ok(request) => {
             gateway
-                .subscription(&request.operation, request.input, &caller)
+                .subscription(&request.operation, request.input, &caller, &headers)
                 .await
         }
         Err(response) => response.into_response(),
@@ -259,7 +308,9 @@ async fn subscribe_get(
             Err(e) => return invalid_json(format!("the `input` parameter: {e}")).into_response(),
         },
     };
-    gateway.subscription(&operation, input, &caller).await
+    gateway
+        .subscription(&operation, input, &caller, &headers)
+        .await
 }
 
 async fn typed_route(
@@ -281,7 +332,7 @@ async fn typed_route(
         op.spec().visibility == Visibility::External && !op.spec().op_type.is_unary()
     });
     if is_subscription {
-        return gateway.subscription(&name, input, &caller).await;
+        return gateway.subscription(&name, input, &caller, &headers).await;
     }
     gateway.unary(&name, input, &caller).await
 }
