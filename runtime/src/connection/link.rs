@@ -76,13 +76,34 @@ impl Link {
 pub(crate) struct MessageTransport {
     /// Length-prefixed frames for the peer, one or more per chunk ([`crate::wire::split_frames`]):
     /// each frame's body goes out as one message.
-    pub outgoing: mpsc::Receiver<Bytes>,
+    outgoing: mpsc::Receiver<Bytes>,
     /// Cancelled when the connection is over: send what `outgoing` still holds, then close.
     pub closing: CancellationToken,
     violation: Arc<OnceLock<String>>,
 }
 
 impl MessageTransport {
+    /// The next chunk of frames to send. Waits while the connection is open; once it is
+    /// closing, hands out what is still queued; then `None`: time to close.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        if !self.closing.is_cancelled() {
+            tokio::select! {
+                biased;
+                chunk = self.outgoing.recv() => if chunk.is_some() {
+                    return chunk;
+                },
+                _ = self.closing.cancelled() => {}
+            }
+        }
+        self.outgoing.try_recv().ok()
+    }
+
+    /// A chunk that is already queued, without waiting: to send several with one flush.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub fn queued_chunk(&mut self) -> Option<Bytes> {
+        self.outgoing.try_recv().ok()
+    }
+
     /// Why the connection is closing, when the peer broke the protocol (a close reason for it).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub fn violation(&self) -> Option<&str> {
@@ -225,23 +246,10 @@ fn receiver_stream(rx: mpsc::Receiver<LinkMessage>) -> BoxStream<'static, LinkMe
 /// Carries one half's frames to the other half, one envelope per message, until the half
 /// closes; then sends what is still queued and lets go, which ends the other half's reading.
 async fn pump(mut transport: MessageTransport, to: mpsc::Sender<LinkMessage>) {
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            chunk = transport.outgoing.recv() => chunk,
-            _ = transport.closing.cancelled() => None,
-        };
-        let Some(chunk) = chunk else { break };
+    while let Some(chunk) = transport.next_chunk().await {
         for frame in split_frames(chunk) {
             if to.send(LinkMessage::Envelope(frame)).await.is_err() {
                 transport.closing.cancel();
-                return;
-            }
-        }
-    }
-    while let Ok(chunk) = transport.outgoing.try_recv() {
-        for frame in split_frames(chunk) {
-            if to.send(LinkMessage::Envelope(frame)).await.is_err() {
                 return;
             }
         }

@@ -16,6 +16,15 @@ use crate::access::{OwnershipProvider, forbidden_action};
 use crate::error::CallError;
 use crate::identity::Identity;
 
+/// Whether `identity` holds a static grant on containers: it sees every container alknet
+/// created (not only its own), and learns whether one exists.
+pub(super) fn sees_every_container(identity: &Identity) -> bool {
+    identity
+        .resources
+        .get("container")
+        .is_some_and(|actions| !actions.is_empty())
+}
+
 /// The [`OwnershipProvider`] for resource `container`: the caller owns a container labelled
 /// `alknet.managed=true` and `alknet.owner=<caller id>`, for every action; scope
 /// `docker-admin` counts as owning every container. Containers that do not exist, or that the
@@ -65,10 +74,7 @@ impl OwnershipProvider for LabelOwnership {
     ) -> BoxFuture<'a, CallError> {
         async move {
             // Only a caller who may see every container learns that this one exists.
-            let sees_all = identity
-                .resources
-                .get(resource_type)
-                .is_some_and(|actions| !actions.is_empty());
+            let sees_all = sees_every_container(identity);
             let exists = super::is_container_ref(resource_id)
                 && self
                     .docker

@@ -42,24 +42,18 @@ impl DockerService for DockerPack {
         };
         // What the caller may see (see `ownership`): its own containers; with a static
         // grant, every container alknet created; with the admin scope, every container.
-        let sees_managed = identity
-            .resources
-            .get("container")
-            .is_some_and(|actions| !actions.is_empty());
+        let own = vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_OWNER}={}", identity.id),
+        ];
         let labels = if input.owned_only {
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_OWNER}={}", identity.id),
-            ]
+            own
         } else if identity.has_scope(ADMIN_SCOPE) {
             Vec::new()
-        } else if sees_managed {
+        } else if super::ownership::sees_every_container(identity) {
             vec![format!("{LABEL_MANAGED}=true")]
         } else {
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_OWNER}={}", identity.id),
-            ]
+            own
         };
         let mut filters = HashMap::new();
         if !labels.is_empty() {

@@ -39,10 +39,10 @@ impl Origins {
     /// Preflights and response headers for the listed origins; nothing for the others (their
     /// browsers then refuse to let the page read anything).
     pub fn cors(&self) -> CorsLayer {
-        let allowed = Arc::clone(&self.allowed);
+        let origins = self.clone();
         CorsLayer::new()
             .allow_origin(AllowOrigin::predicate(move |origin, _| {
-                allowed.iter().any(|a| a == origin)
+                origins.allows(origin)
             }))
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
             .allow_headers([

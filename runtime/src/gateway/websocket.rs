@@ -113,29 +113,18 @@ async fn send_outgoing<S, M>(
 ) where
     S: Sink<M> + Unpin,
 {
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            chunk = transport.outgoing.recv() => chunk,
-            _ = transport.closing.cancelled() => None,
-        };
-        let Some(chunk) = chunk else { break };
+    while let Some(chunk) = transport.next_chunk().await {
         let mut sent = feed(&mut sink, chunk, binary).await;
         // Whatever else is queued goes out with this flush.
         while sent.is_ok() {
-            match transport.outgoing.try_recv() {
-                Ok(chunk) => sent = feed(&mut sink, chunk, binary).await,
-                Err(_) => break,
+            match transport.queued_chunk() {
+                Some(chunk) => sent = feed(&mut sink, chunk, binary).await,
+                None => break,
             }
         }
         if sent.is_err() || sink.flush().await.is_err() {
             // The socket is gone: the connection is over.
             transport.closing.cancel();
-            return;
-        }
-    }
-    while let Ok(chunk) = transport.outgoing.try_recv() {
-        if feed(&mut sink, chunk, binary).await.is_err() {
             return;
         }
     }

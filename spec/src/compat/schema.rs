@@ -777,7 +777,3 @@ fn required(schema: &Map<String, Value>) -> BTreeSet<String> {
         _ => BTreeSet::new(),
     }
 }
-
-fn rule(id: &str) -> Option<&'static super::Rule> {
-    super::rules::rule(id)
-}
