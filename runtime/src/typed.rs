@@ -175,6 +175,13 @@ pub(crate) fn encode_input<I: Serialize + ?Sized>(input: &I) -> Result<Value, Ca
         .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))
 }
 
+/// An answer's output, as JSON text, parsed straight into the type the caller expects.
+pub(crate) fn decode_output_text<O: DeserializeOwned>(output: &[u8]) -> Result<O, CallError> {
+    serde_json::from_slice(output).map_err(|e| {
+        CallError::internal(format!("the output does not match the expected type: {e}"))
+    })
+}
+
 /// The JSON an answer carries as the typed output.
 pub(crate) fn decode_output<O: DeserializeOwned>(output: Value) -> Result<O, CallError> {
     serde_json::from_value(output).map_err(|e| {

@@ -287,6 +287,199 @@ impl Message {
     }
 }
 
+/// A message as a connection reads it: like [`Message`], but an answer's output stays JSON text
+/// (a slice of the frame, not a copy), so the caller that knows its type parses it once.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// The request id.
+    pub id: String,
+    /// What happened.
+    pub event: ReceivedEvent,
+}
+
+/// The event of a [`Received`] message.
+#[derive(Debug)]
+pub(crate) enum ReceivedEvent {
+    /// `call.requested`.
+    Requested(CallRequested),
+    /// `call.responded`: the output's JSON text.
+    Output(Bytes),
+    /// `call.completed`.
+    Completed,
+    /// `call.aborted`.
+    Aborted,
+    /// `call.error`.
+    Error(CallError),
+}
+
+impl Received {
+    /// Parses one frame body in a single pass when the envelope is in the order this runtime
+    /// writes it (`type` before `payload`, no escapes in `type` and `id`); anything else takes
+    /// the general path of [`Message::decode`], which also classifies what is wrong.
+    pub(crate) fn decode(body: &Bytes) -> Result<Received, DecodeError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let fast = serde::de::DeserializeSeed::deserialize(SinglePass { body }, &mut deserializer)
+            .ok()
+            .filter(|_| deserializer.end().is_ok());
+        if let Some(received) = fast {
+            return Ok(received);
+        }
+        let Message { id, event } = Message::decode(body)?;
+        let event = match event {
+            Event::Requested(request) => ReceivedEvent::Requested(request),
+            Event::Responded(output) => ReceivedEvent::Output(Bytes::from(
+                serde_json::to_vec(&output).expect("a JSON value serializes"),
+            )),
+            Event::Completed => ReceivedEvent::Completed,
+            Event::Aborted => ReceivedEvent::Aborted,
+            Event::Error(error) => ReceivedEvent::Error(error),
+        };
+        Ok(Received { id, event })
+    }
+}
+
+/// The single-pass envelope parser behind [`Received::decode`]: once `type` is known, the
+/// payload is parsed straight into its type; an output is kept as a slice of `body`.
+struct SinglePass<'b> {
+    body: &'b Bytes,
+}
+
+#[derive(Deserialize)]
+struct RawOutput<'a> {
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for SinglePass<'_> {
+    type Value = Received;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Received, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SinglePass<'_> {
+    type Value = Received;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event envelope")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Received, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let mut event_type: Option<&'de str> = None;
+        let mut id: Option<&'de str> = None;
+        let mut event = None;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "type" => event_type = Some(map.next_value()?),
+                "id" => id = Some(map.next_value()?),
+                "payload" => {
+                    let kind = event_type.ok_or_else(|| A::Error::custom("payload before type"))?;
+                    event = Some(match kind {
+                        event_type::REQUESTED => ReceivedEvent::Requested(map.next_value()?),
+                        event_type::RESPONDED => {
+                            let raw: RawOutput<'de> = map.next_value()?;
+                            ReceivedEvent::Output(match raw.output {
+                                Some(output) => slice_of(self.body, output.get())
+                                    .ok_or_else(|| A::Error::custom("output not borrowed"))?,
+                                None => Bytes::from_static(b"null"),
+                            })
+                        }
+                        event_type::COMPLETED => {
+                            map.next_value::<IgnoredAny>()?;
+                            ReceivedEvent::Completed
+                        }
+                        event_type::ABORTED => {
+                            map.next_value::<IgnoredAny>()?;
+                            ReceivedEvent::Aborted
+                        }
+                        event_type::ERROR => ReceivedEvent::Error(map.next_value()?),
+                        _ => return Err(A::Error::custom("unknown event type")),
+                    });
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let (Some(event_type), Some(id)) = (event_type, id) else {
+            return Err(A::Error::custom("not an envelope"));
+        };
+        let event = match (event, event_type) {
+            (Some(event), _) => event,
+            (None, event_type::COMPLETED) => ReceivedEvent::Completed,
+            (None, event_type::ABORTED) => ReceivedEvent::Aborted,
+            (None, event_type::RESPONDED) => ReceivedEvent::Output(Bytes::from_static(b"null")),
+            // Missing payloads and unknown types: the general path says what is wrong.
+            (None, _) => return Err(A::Error::custom("no payload")),
+        };
+        Ok(Received {
+            id: id.to_owned(),
+            event,
+        })
+    }
+}
+
+/// `text` as a slice of `body`, which it must lie in (borrowed by the parser).
+fn slice_of(body: &Bytes, text: &str) -> Option<Bytes> {
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    (start + text.len() <= body.len()).then(|| body.slice(start..start + text.len()))
+}
+
+/// A `call.requested` payload with a typed input, serialized straight into the frame.
+#[derive(Serialize)]
+pub(crate) struct RequestOut<'a, I: ?Sized> {
+    #[serde(rename = "operationId")]
+    pub operation_id: &'a str,
+    pub input: &'a I,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// Encodes a `call.requested` frame for request `id` without going through [`Message`]: the
+/// input is serialized where it lies. Fails when the input does not serialize or the frame
+/// would exceed `max_len`.
+pub(crate) fn encode_request_frame<I: Serialize + ?Sized>(
+    id: u64,
+    request: &RequestOut<'_, I>,
+    max_len: u32,
+) -> Result<Bytes, CallError> {
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_u32(0);
+    serde_json::to_writer(
+        (&mut buf).writer(),
+        &EnvelopeOut {
+            event_type: event_type::REQUESTED,
+            id: itoa::Buffer::new().format(id),
+            payload: request,
+        },
+    )
+    .map_err(|e| CallError::invalid_input(format!("input not serializable: {e}"), ""))?;
+    let body_len = buf.len() - 4;
+    if body_len > max_len as usize {
+        return Err(CallError::invalid_input(
+            format!(
+                "request too large to send: {}",
+                FrameError::TooLarge {
+                    len: u32::try_from(body_len).unwrap_or(u32::MAX),
+                    max: max_len,
+                }
+            ),
+            "",
+        ));
+    }
+    buf[..4].copy_from_slice(&(body_len as u32).to_be_bytes());
+    Ok(buf.freeze())
+}
+
 /// Encodes `message` as one frame (length prefix + JSON) appended to `buf`.
 ///
 /// Fails without touching `buf` when the body would exceed `max_len`, so the caller can send an
@@ -495,6 +688,91 @@ mod tests {
         // Escaped strings still decode (Cow falls back to owned).
         let m = Message::decode(br#"{"type": "call.completed", "id": "a\"b"}"#).unwrap();
         assert_eq!(m.id, "a\"b");
+    }
+
+    #[test]
+    fn received_decodes_in_one_pass_or_falls_back() {
+        for message in all_messages() {
+            let body = Bytes::from(message.to_json_bytes());
+            let received = Received::decode(&body).unwrap();
+            assert_eq!(received.id, message.id);
+            match (received.event, message.event) {
+                (ReceivedEvent::Requested(a), Event::Requested(b)) => assert_eq!(a, b),
+                (ReceivedEvent::Output(text), Event::Responded(value)) => {
+                    assert_eq!(serde_json::from_slice::<Value>(&text).unwrap(), value);
+                    // A slice of the frame, not a copy.
+                    let offset = text.as_ptr() as usize - body.as_ptr() as usize;
+                    assert!(offset < body.len());
+                }
+                (ReceivedEvent::Completed, Event::Completed) => {}
+                (ReceivedEvent::Aborted, Event::Aborted) => {}
+                (ReceivedEvent::Error(a), Event::Error(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} decoded from {b:?}"),
+            }
+        }
+        // Payload before type, escapes, missing payloads: the general path.
+        let reordered = Bytes::from_static(
+            br#"{"payload": {"output": {"n": 1}}, "id": "7", "type": "call.responded"}"#,
+        );
+        let received = Received::decode(&reordered).unwrap();
+        assert!(matches!(received.event, ReceivedEvent::Output(t) if &t[..] == br#"{"n":1}"#));
+        let escaped = Bytes::from_static(br#"{"type": "call.completed", "id": "a\"b"}"#);
+        assert_eq!(Received::decode(&escaped).unwrap().id, "a\"b");
+        let absent = Bytes::from_static(br#"{"type": "call.responded", "id": "1"}"#);
+        assert!(matches!(
+            Received::decode(&absent).unwrap().event,
+            ReceivedEvent::Output(t) if &t[..] == b"null"
+        ));
+        // What is wrong is classified as before.
+        let bad = Bytes::from_static(
+            br#"{"type": "call.requested", "id": "9", "payload": {"input": 1}}"#,
+        );
+        assert!(matches!(
+            Received::decode(&bad),
+            Err(DecodeError::BadPayload { id, .. }) if id == "9"
+        ));
+        let unknown = Bytes::from_static(br#"{"type": "call.weird", "id": "9", "payload": {}}"#);
+        assert!(matches!(
+            Received::decode(&unknown),
+            Err(DecodeError::UnknownType { .. })
+        ));
+        let trailing = Bytes::from_static(br#"{"type": "call.completed", "id": "1"} x"#);
+        assert!(Received::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn typed_requests_encode_like_messages() {
+        let input = json!({"a": 1, "b": 2});
+        let frame = encode_request_frame(
+            1,
+            &RequestOut {
+                operation_id: "/demo/add",
+                input: &input,
+                auth_token: Some("t"),
+                timeout_ms: Some(5),
+                stream: Some(false),
+            },
+            DEFAULT_MAX_FRAME_LEN,
+        )
+        .unwrap();
+        assert_eq!(
+            Message::decode(&frame[4..]).unwrap(),
+            all_messages().remove(0)
+        );
+        assert!(
+            encode_request_frame(
+                1,
+                &RequestOut {
+                    operation_id: "/x",
+                    input: &"y".repeat(200),
+                    auth_token: None,
+                    timeout_ms: None,
+                    stream: None,
+                },
+                100
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -23,8 +23,8 @@ use super::{ConnInner, Connection};
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::peer::CallOptions;
-use crate::typed::{OpError, Operation, decode_output, encode_input};
-use crate::wire::{CallRequested, Event, Message, encode_frame};
+use crate::typed::{OpError, Operation, decode_output_text};
+use crate::wire::{Event, Message, RequestOut, encode_frame, encode_request_frame};
 
 /// This side's requests to the peer and the streams they go out on.
 pub(super) struct OutgoingCalls {
@@ -61,14 +61,16 @@ pub(super) struct Pending {
 }
 
 enum PendingSink {
-    Unary(oneshot::Sender<Result<Value, CallError>>),
+    /// Gets the output's JSON text, for the caller to parse into the type it expects.
+    Unary(oneshot::Sender<Result<Bytes, CallError>>),
     Stream(mpsc::Sender<StreamEvent>),
 }
 
 /// What the reader hands a subscription. A closed channel without `Completed` or `Failed` means
 /// the stream or connection was lost.
 enum StreamEvent {
-    Item(Value),
+    /// One item's JSON text.
+    Item(Bytes),
     Completed,
     Failed(CallError),
 }
@@ -108,10 +110,13 @@ impl Connection {
         input: &O::Input,
         options: CallOptions,
     ) -> Result<O::Output, OpError<O::Error>> {
-        crate::typed::typed_call::<O, _, _>(input, |input| {
-            self.call_json_with(O::NAME, input, options)
-        })
-        .await
+        // Straight from the typed input to the frame and from the answer's text to the typed
+        // output: no `serde_json::Value` in between.
+        let output = self
+            .call_raw(O::NAME, input, options)
+            .await
+            .map_err(OpError::from_call_error)?;
+        Ok(decode_output_text(&output)?)
     }
 
     /// Calls a query or mutation on the peer by name, with JSON values. `op` may carry the
@@ -128,6 +133,17 @@ impl Connection {
         input: Value,
         options: CallOptions,
     ) -> Result<Value, CallError> {
+        let output = self.call_raw(op, &input, options).await?;
+        decode_output_text(&output)
+    }
+
+    /// A query or mutation with any serializable input; the answer is the output's JSON text.
+    async fn call_raw<I: serde::Serialize + ?Sized>(
+        &self,
+        op: &str,
+        input: &I,
+        options: CallOptions,
+    ) -> Result<Bytes, CallError> {
         let inner = self.inner();
         let timeout = options.timeout.unwrap_or(inner.node.config.default_timeout);
         let stream = inner.call_stream().await?;
@@ -169,9 +185,7 @@ impl Connection {
         input: &O::Input,
         options: CallOptions,
     ) -> Result<TypedSubscription<O>, OpError<O::Error>> {
-        let inner = self
-            .subscribe_json_with(O::NAME, encode_input(input)?, options)
-            .await?;
+        let inner = self.subscribe_raw(O::NAME, input, options).await?;
         Ok(TypedSubscription {
             inner,
             _op: std::marker::PhantomData,
@@ -192,6 +206,15 @@ impl Connection {
         &self,
         op: &str,
         input: Value,
+        options: CallOptions,
+    ) -> Result<Subscription, CallError> {
+        self.subscribe_raw(op, &input, options).await
+    }
+
+    async fn subscribe_raw<I: serde::Serialize + ?Sized>(
+        &self,
+        op: &str,
+        input: &I,
         options: CallOptions,
     ) -> Result<Subscription, CallError> {
         let inner = self.inner();
@@ -221,35 +244,33 @@ impl Connection {
 }
 
 impl ConnInner {
-    fn request_frame(
+    fn request_frame<I: serde::Serialize + ?Sized>(
         &self,
         id: u64,
         op: &str,
-        input: Value,
+        input: &I,
         options: &CallOptions,
         timeout: Option<Duration>,
         stream: bool,
     ) -> Result<Bytes, CallError> {
+        let slashed;
         let operation_id = if op.starts_with('/') {
-            op.to_owned()
+            op
         } else {
-            format!("/{op}")
+            slashed = format!("/{op}");
+            &slashed
         };
-        let message = Message::new(
-            id.to_string(),
-            Event::Requested(CallRequested {
-                operation_id,
-                input,
-                auth_token: options
-                    .auth_token
-                    .clone()
-                    .or_else(|| self.node.default_token.clone()),
-                timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-                stream: Some(stream),
-            }),
-        );
-        encode_frame(&message, self.config().max_frame_len)
-            .map_err(|e| CallError::invalid_input(format!("request too large to send: {e}"), ""))
+        let request = RequestOut {
+            operation_id,
+            input,
+            auth_token: options
+                .auth_token
+                .as_deref()
+                .or(self.node.default_token.as_deref()),
+            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            stream: Some(stream),
+        };
+        encode_request_frame(id, &request, self.config().max_frame_len)
     }
 
     /// Registers `sink` as the waiter for request `id` and sends the request on `stream`. The
@@ -320,7 +341,7 @@ impl ConnInner {
         &self,
         id: &str,
         key: u64,
-        item: Result<Value, CallError>,
+        item: Result<Bytes, CallError>,
         terminal: bool,
     ) {
         let Ok(numeric) = id.parse::<u64>() else {
@@ -472,39 +493,46 @@ pub struct Subscription {
     finished: bool,
 }
 
-impl Stream for Subscription {
-    type Item = Result<Value, CallError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.finished {
+impl Subscription {
+    /// The next item's JSON text, the error that ended the subscription, or the end.
+    fn poll_raw(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Bytes, CallError>>> {
+        if self.finished {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(event) = this.rx.poll_recv(cx) {
+        if let Poll::Ready(event) = self.rx.poll_recv(cx) {
             if let Some(StreamEvent::Item(output)) = event {
                 return Poll::Ready(Some(Ok(output)));
             }
-            this.finished = true;
-            this.guard.disarm();
+            self.finished = true;
+            self.guard.disarm();
             return Poll::Ready(match event {
                 Some(StreamEvent::Completed) => None,
                 Some(StreamEvent::Failed(error)) => Some(Err(error)),
-                _ => Some(Err(this
+                _ => Some(Err(self
                     .guard
                     .inner
                     .lost_error("stream closed before the subscription ended"))),
             });
         }
-        if let Some(deadline) = &mut this.deadline
+        if let Some(deadline) = &mut self.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
-            this.finished = true;
-            this.guard.abort();
+            self.finished = true;
+            self.guard.abort();
             return Poll::Ready(Some(Err(CallError::timeout(
                 "the subscription deadline expired",
             ))));
         }
         Poll::Pending
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Value, CallError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_raw(cx)
+            .map(|item| item.map(|r| r.and_then(|text| decode_output_text(&text))))
     }
 }
 
@@ -519,9 +547,10 @@ impl<O: Operation> Stream for TypedSubscription<O> {
     type Item = Result<O::Output, OpError<O::Error>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx).map(|item| {
+        // Each item is parsed once, from its text into the operation's output type.
+        self.inner.poll_raw(cx).map(|item| {
             item.map(|r| match r {
-                Ok(output) => decode_output(output).map_err(OpError::Call),
+                Ok(output) => decode_output_text(&output).map_err(OpError::Call),
                 Err(error) => Err(OpError::from_call_error(error)),
             })
         })

@@ -16,7 +16,9 @@ use super::incoming::ITEM_BATCH_BYTES;
 use super::link::{Link, LinkMessage, MESSAGE_STREAM_KEY};
 use super::writer::{STREAM_PROTOCOL_ERROR, WriterRef};
 use crate::error::CallError;
-use crate::wire::{DecodeError, Event, FrameError, FrameReader, Message, event_type};
+use crate::wire::{
+    DecodeError, Event, FrameError, FrameReader, Message, Received, ReceivedEvent, event_type,
+};
 
 impl ConnInner {
     /// Reads the peer's messages on a message link until it ends, handling each as
@@ -157,13 +159,13 @@ impl ConnInner {
     /// the stream (or session) must end.
     async fn handle_body(
         self: &Arc<Self>,
-        body: &[u8],
+        body: &Bytes,
         key: u64,
         writer: &WriterRef,
         token: &CancellationToken,
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        match Message::decode(body) {
+        match Received::decode(body) {
             Ok(message) => self.handle_message(message, key, writer, token, out).await,
             Err(DecodeError::NotEnvelope(error)) => return Err(error.to_string()),
             Err(DecodeError::UnknownType { id, event_type }) => {
@@ -180,24 +182,24 @@ impl ConnInner {
 
     async fn handle_message(
         self: &Arc<Self>,
-        message: Message,
+        message: Received,
         key: u64,
         writer: &WriterRef,
         token: &CancellationToken,
         out: &mut BytesMut,
     ) {
-        let Message { id, event } = message;
+        let Received { id, event } = message;
         match event {
-            Event::Requested(request) => {
+            ReceivedEvent::Requested(request) => {
                 // Requests on a stream whose writer is gone cannot be answered: drop them.
                 if let Some(tx) = writer.get() {
                     self.start_request(id, request, &tx, token, out).await;
                 }
             }
-            Event::Aborted => self.incoming.abort(&id),
-            Event::Responded(output) => self.deliver(&id, key, Ok(output), false).await,
-            Event::Error(error) => self.deliver(&id, key, Err(error), true).await,
-            Event::Completed => self.complete(&id).await,
+            ReceivedEvent::Aborted => self.incoming.abort(&id),
+            ReceivedEvent::Output(output) => self.deliver(&id, key, Ok(output), false).await,
+            ReceivedEvent::Error(error) => self.deliver(&id, key, Err(error), true).await,
+            ReceivedEvent::Completed => self.complete(&id).await,
         }
     }
 
