@@ -19,6 +19,12 @@ pub struct ProtocolConfig {
     /// Items a subscription buffers on the caller's side before the stream is throttled
     /// (default 256).
     pub subscription_buffer: usize,
+    /// Bytes queued for writing on one stream before whatever writes to it waits (default
+    /// 1 MiB): a peer that stops reading (withholds flow control) holds at most this much per
+    /// stream here. A subscription then stops producing items, and a stream carrying requests
+    /// stops being read until its answers drain. One frame is always accepted into an empty
+    /// queue, so a single frame up to `max_frame_len` may exceed it.
+    pub stream_write_buffer: usize,
     /// Concurrent bidirectional streams the peer may open (default 1024).
     pub max_concurrent_streams: u32,
     /// Requests from the peer running at once on one connection (default 4096). When all are
@@ -42,6 +48,7 @@ impl Default for ProtocolConfig {
             default_timeout: Duration::from_secs(30),
             call_streams: 4,
             subscription_buffer: 256,
+            stream_write_buffer: 1024 * 1024,
             max_concurrent_streams: 1024,
             max_concurrent_requests: 4096,
             frame_buffer_budget: 64 * 1024 * 1024,

@@ -12,7 +12,7 @@ use alknet::{
     CallOptions, ConfigIdentities, Handler, Identity, Registry, Server, ServerOptions,
     WebSocketClient, WebSocketOptions,
 };
-use common::{DropProbe, Probes, test_registry};
+use common::{Probes, test_registry};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -28,10 +28,7 @@ struct Gateway {
 }
 
 async fn start() -> Gateway {
-    let probes = Probes {
-        slow: DropProbe::new(),
-        forever: DropProbe::new(),
-    };
+    let probes = Probes::new();
     let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
     options.identities = Some(Arc::new(
         ConfigIdentities::default()

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use alknet::spec::{OpType, OperationSpec};
+use alknet::wire::encode_frame;
 use alknet::wire::{Event, Message};
 use alknet::{CallError, CallOptions, Client, ClientOptions, Handler, ProtocolConfig, Registry};
 use common::{RawStream, TestNode, requested, requested_with_timeout};
@@ -879,6 +880,82 @@ async fn finished_and_dropped_subscriptions_release_their_streams() {
         .await
         .expect("streams were released");
     assert!(node.probes.forever.wait_for(30, LONG).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_stops_the_producer() {
+    // 64 KiB may wait to be written per stream; QUIC's own windows hold a little more. Without
+    // a bound in bytes the producer would run on for tens of megabytes.
+    let node = TestNode::with_config(ProtocolConfig {
+        stream_write_buffer: 64 * 1024,
+        ..ProtocolConfig::default()
+    });
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("flood", "/test/flood", json!({})))
+        .await;
+    let first = stream.next().await;
+    assert_eq!(first.id, "flood");
+    // Unread, the subscription fills what is in flight and then waits.
+    let mut produced = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = node.probes.flooded();
+        if now == produced {
+            break;
+        }
+        produced = now;
+    }
+    // ~1 KiB per item: QUIC's stream window (1.25 MiB) + the 64 KiB queue + one batch.
+    assert!(
+        produced < 2_000,
+        "the producer ran on while nobody read: {produced} items"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(node.probes.flooded(), produced, "the producer waits");
+    // Reading again resumes it, in order, losing nothing.
+    let mut expected = 1;
+    while expected < produced as u64 + 500 {
+        let message = stream.next().await;
+        match message.event {
+            Event::Responded(item) => assert_eq!(item["n"], json!(expected)),
+            other => panic!("unexpected {other:?}"),
+        }
+        expected += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_its_answers_stops_being_read() {
+    let node = TestNode::with_config(ProtocolConfig {
+        stream_write_buffer: 64 * 1024,
+        ..ProtocolConfig::default()
+    });
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    let payload = "y".repeat(32 * 1024);
+    // 8 MiB of requests whose 8 MiB of answers are never read: once the answers fill QUIC's
+    // window and the queue, the server stops reading requests and the writes here stall.
+    let request = encode_frame(&requested("echo", "/demo/echo", json!(payload)), u32::MAX).unwrap();
+    let writes = async {
+        for _ in 0..256 {
+            stream.send.write_all(&request).await.unwrap();
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), writes)
+            .await
+            .is_err(),
+        "the server kept reading requests whose answers nobody took"
+    );
+    // The answers that were produced are all there.
+    let mut answered = 0;
+    while let Some(message) = stream.next_within(SHORT).await {
+        assert_eq!(message.event, Event::Responded(json!(payload)));
+        answered += 1;
+    }
+    assert!(answered > 0 && answered < 256, "{answered} answers");
 }
 
 /// Reads a subscription to its end, which must be an error: the items before it and the error.

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use super::ConnInner;
+use super::writer::FrameSender;
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::node::dispatch::GuardedStream;
@@ -78,7 +79,7 @@ impl ConnInner {
         self: &Arc<Self>,
         id: String,
         request: CallRequested,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &FrameSender,
         stream_token: &CancellationToken,
         out: &mut BytesMut,
     ) {
@@ -161,7 +162,7 @@ impl ConnInner {
         self: Arc<Self>,
         id: String,
         work: Work,
-        tx: mpsc::Sender<Bytes>,
+        tx: FrameSender,
         cancel: CancellationToken,
         stream_token: CancellationToken,
         _slot: OwnedSemaphorePermit,
@@ -200,12 +201,7 @@ impl ConnInner {
         self.stream_items(id, items, tx, cancel, stream_token).await;
     }
 
-    async fn answer(
-        &self,
-        tx: &mpsc::Sender<Bytes>,
-        id: String,
-        outcome: Result<Value, CallError>,
-    ) {
+    async fn answer(&self, tx: &FrameSender, id: String, outcome: Result<Value, CallError>) {
         let _ = self
             .send_message(tx, Message::new(id, outcome_event(outcome)))
             .await;
@@ -216,7 +212,7 @@ impl ConnInner {
         &self,
         id: String,
         mut items: impl Stream<Item = Result<Value, CallError>> + Unpin,
-        tx: mpsc::Sender<Bytes>,
+        tx: FrameSender,
         cancel: CancellationToken,
         stream_token: CancellationToken,
     ) {

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
-use super::writer::{StreamHandle, WRITE_QUEUE, WriterRef, write_frames};
+use super::writer::{
+    FrameReceiver, FrameSender, StreamHandle, WriterRef, frame_queue, write_frames,
+};
 use super::{ConnInner, Connection};
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
@@ -24,6 +26,10 @@ use crate::wire::split_frames;
 
 /// QUIC application error code for a connection closed by its owner.
 pub(crate) const QUIC_CLOSE_NORMAL: u32 = 0;
+
+/// Envelopes in flight between the halves of an in-memory pair, each way. What each half
+/// queues for sending is bounded in bytes by its frame queue; this only decouples the halves.
+const PAIR_QUEUE: usize = 64;
 
 /// The key of the single stream of a message link.
 pub(super) const MESSAGE_STREAM_KEY: u64 = 0;
@@ -76,7 +82,7 @@ impl Link {
 pub(crate) struct MessageTransport {
     /// Length-prefixed frames for the peer, one or more per chunk ([`crate::wire::split_frames`]):
     /// each frame's body goes out as one message.
-    outgoing: mpsc::Receiver<Bytes>,
+    outgoing: FrameReceiver,
     /// Cancelled when the connection is over: send what `outgoing` still holds, then close.
     pub closing: CancellationToken,
     violation: Arc<OnceLock<String>>,
@@ -95,13 +101,13 @@ impl MessageTransport {
                 _ = self.closing.cancelled() => {}
             }
         }
-        self.outgoing.try_recv().ok()
+        self.outgoing.try_recv()
     }
 
     /// A chunk that is already queued, without waiting: to send several with one flush.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub fn queued_chunk(&mut self) -> Option<Bytes> {
-        self.outgoing.try_recv().ok()
+        self.outgoing.try_recv()
     }
 
     /// Why the connection is closing, when the peer broke the protocol (a close reason for it).
@@ -162,7 +168,7 @@ impl Connection {
         remote: SocketAddr,
         incoming: BoxStream<'static, LinkMessage>,
     ) -> (Connection, MessageTransport) {
-        let (tx, outgoing) = mpsc::channel(WRITE_QUEUE);
+        let (tx, outgoing) = frame_queue(node.config.stream_write_buffer, None);
         let closing = CancellationToken::new();
         let violation = Arc::new(OnceLock::new());
         let link = MessageLink {
@@ -214,8 +220,8 @@ impl Connection {
             )
         };
         let (left_node, right_node) = (node(left), node(right));
-        let (to_left, left_incoming) = mpsc::channel(WRITE_QUEUE);
-        let (to_right, right_incoming) = mpsc::channel(WRITE_QUEUE);
+        let (to_left, left_incoming) = mpsc::channel(PAIR_QUEUE);
+        let (to_right, right_incoming) = mpsc::channel(PAIR_QUEUE);
         let remote = SocketAddr::from(([127, 0, 0, 1], 0));
         let (left, left_transport) = Self::start_messages(
             left_node,
@@ -298,6 +304,17 @@ impl ConnInner {
         self.connection_ended();
     }
 
+    /// Starts only the writer of a QUIC stream this side opened, for an owner that reads the
+    /// stream itself (a subscription). The stream finishes when the owner lets go.
+    pub(super) fn start_writer(self: &Arc<Self>, send: quinn::SendStream) -> FrameSender {
+        self.next_stream_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = frame_queue(self.config().stream_write_buffer, Some(send));
+        self.node
+            .tracker
+            .spawn(write_frames(rx, self.cancel.child_token()));
+        tx
+    }
+
     /// Starts the reader and writer of a QUIC stream. `opened_here` streams belong to whoever
     /// opened them (a call-stream slot, a subscription): when that owner lets go, the stream
     /// finishes. Streams the peer opened stay open until the peer finishes its side.
@@ -308,7 +325,7 @@ impl ConnInner {
         opened_here: bool,
     ) -> StreamHandle {
         let key = self.next_stream_key.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let (tx, rx) = frame_queue(self.config().stream_write_buffer, Some(send));
         let token = self.cancel.child_token();
         let reader_done = CancellationToken::new();
         let writer = if opened_here {
@@ -317,7 +334,7 @@ impl ConnInner {
             WriterRef::Strong(tx.clone())
         };
         let tracker = &self.node.tracker;
-        tracker.spawn(write_frames(send, rx, token.clone()));
+        tracker.spawn(write_frames(rx, token.clone()));
         tracker.spawn(Arc::clone(self).read_frames(recv, key, writer, token, reader_done.clone()));
         StreamHandle {
             key,

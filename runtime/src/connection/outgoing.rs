@@ -12,19 +12,23 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt, ready};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::link::Link;
-use super::writer::StreamHandle;
+use super::writer::{FrameSender, StreamHandle};
 use super::{ConnInner, Connection};
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::peer::CallOptions;
 use crate::typed::{OpError, Operation, decode_output_text};
-use crate::wire::{Event, Message, RequestOut, encode_frame, encode_request_frame};
+use crate::wire::{
+    DecodeError, Event, FrameError, FrameReader, Message, Received, ReceivedEvent, RequestOut,
+    encode_frame, encode_request_frame,
+};
 
 /// This side's requests to the peer and the streams they go out on.
 pub(super) struct OutgoingCalls {
@@ -218,17 +222,51 @@ impl Connection {
         options: CallOptions,
     ) -> Result<Subscription, CallError> {
         let inner = self.inner();
-        let stream = inner.open_stream().await?;
         let id = inner.outgoing.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = inner.request_frame(id, op, input, &options, options.timeout, true)?;
+        let deadline = options.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+        if let Link::Quic(quic) = &inner.link {
+            // The subscription reads its own stream: no reader task, table or channel between
+            // the stream and the subscriber, and QUIC flow control is the only buffer.
+            let (send, recv) = quic
+                .open_bi()
+                .await
+                .map_err(|_| CallError::internal("connection closed"))?;
+            let tx = inner.start_writer(send);
+            if tx.send(frame).await.is_err() {
+                return Err(inner.lost_error("stream closed"));
+            }
+            let reader = FrameReader::new(recv, inner.config().max_frame_len)
+                .with_budget(Arc::clone(&inner.frame_budget));
+            let frames = futures_util::stream::unfold(reader, |mut reader| async move {
+                let frame = reader.next_frame().await;
+                Some((frame, reader))
+            })
+            .boxed();
+            return Ok(Subscription {
+                source: Source::Stream {
+                    frames,
+                    id: id.to_string(),
+                },
+                guard: AbortOnDrop {
+                    inner: Arc::clone(inner),
+                    id,
+                    tx: Some(tx),
+                    tracked: false,
+                },
+                deadline,
+                finished: false,
+            });
+        }
+        let stream = inner.open_stream().await?;
         let (tx, rx) = mpsc::channel(inner.node.config.subscription_buffer.max(1));
         let guard = inner
             .send_request(&stream, id, frame, PendingSink::Stream(tx))
             .await?;
         Ok(Subscription {
-            rx,
+            source: Source::Channel(rx),
             guard,
-            deadline: options.timeout.map(|t| Box::pin(tokio::time::sleep(t))),
+            deadline,
             finished: false,
         })
     }
@@ -295,6 +333,7 @@ impl ConnInner {
             inner: Arc::clone(self),
             id,
             tx: Some(stream.tx.clone()),
+            tracked: true,
         };
         if stream.tx.send(frame).await.is_err() {
             self.outgoing
@@ -440,7 +479,10 @@ impl ConnInner {
 struct AbortOnDrop {
     inner: Arc<ConnInner>,
     id: u64,
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<FrameSender>,
+    /// Whether the request waits in the pending table (a subscription reading its own stream
+    /// does not): then only a request still in the table is aborted.
+    tracked: bool,
 }
 
 impl AbortOnDrop {
@@ -454,27 +496,22 @@ impl AbortOnDrop {
         let Some(tx) = self.tx.take() else {
             return;
         };
-        let was_pending = self
-            .inner
-            .outgoing
-            .pending
-            .lock()
-            .expect("pending lock")
-            .remove(&self.id)
-            .is_some();
+        let was_pending = !self.tracked
+            || self
+                .inner
+                .outgoing
+                .pending
+                .lock()
+                .expect("pending lock")
+                .remove(&self.id)
+                .is_some();
         if !was_pending {
             return;
         }
         let frame = encode_frame(&Message::new(self.id.to_string(), Event::Aborted), u32::MAX)
             .expect("an abort frame is small");
-        if let Err(mpsc::error::TrySendError::Full(frame)) = tx.try_send(frame) {
-            // The queue is busy: hand the abort to a task instead of blocking a destructor.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = tx.send(frame).await;
-                });
-            }
-        }
+        // Past the queue's bound if need be: a destructor must not wait, and the frame is tiny.
+        let _ = tx.send_now(frame);
     }
 }
 
@@ -487,10 +524,29 @@ impl Drop for AbortOnDrop {
 /// The items of a subscription. Ends after `call.completed`, or after yielding one `Err`.
 /// Dropping it before the end aborts the subscription on the peer.
 pub struct Subscription {
-    rx: mpsc::Receiver<StreamEvent>,
+    source: Source,
     guard: AbortOnDrop,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     finished: bool,
+}
+
+/// Where a subscription's answers come from.
+enum Source {
+    /// QUIC: the subscription's own stream, read as the subscriber polls.
+    Stream {
+        frames: BoxStream<'static, Result<Option<Bytes>, FrameError>>,
+        /// The request's wire id.
+        id: String,
+    },
+    /// A message link: the connection's reader hands over the answers.
+    Channel(mpsc::Receiver<StreamEvent>),
+}
+
+/// What a subscription's source yields next.
+enum Next {
+    Item(Bytes),
+    Completed,
+    Failed(CallError),
 }
 
 impl Subscription {
@@ -499,19 +555,15 @@ impl Subscription {
         if self.finished {
             return Poll::Ready(None);
         }
-        if let Poll::Ready(event) = self.rx.poll_recv(cx) {
-            if let Some(StreamEvent::Item(output)) = event {
+        if let Poll::Ready(next) = self.poll_source(cx) {
+            if let Next::Item(output) = next {
                 return Poll::Ready(Some(Ok(output)));
             }
             self.finished = true;
             self.guard.disarm();
-            return Poll::Ready(match event {
-                Some(StreamEvent::Completed) => None,
-                Some(StreamEvent::Failed(error)) => Some(Err(error)),
-                _ => Some(Err(self
-                    .guard
-                    .inner
-                    .lost_error("stream closed before the subscription ended"))),
+            return Poll::Ready(match next {
+                Next::Failed(error) => Some(Err(error)),
+                _ => None,
             });
         }
         if let Some(deadline) = &mut self.deadline
@@ -524,6 +576,61 @@ impl Subscription {
             ))));
         }
         Poll::Pending
+    }
+
+    fn poll_source(&mut self, cx: &mut TaskContext<'_>) -> Poll<Next> {
+        let lost = |inner: &ConnInner| {
+            Next::Failed(inner.lost_error("stream closed before the subscription ended"))
+        };
+        match &mut self.source {
+            Source::Channel(rx) => rx.poll_recv(cx).map(|event| match event {
+                Some(StreamEvent::Item(output)) => Next::Item(output),
+                Some(StreamEvent::Completed) => Next::Completed,
+                Some(StreamEvent::Failed(error)) => Next::Failed(error),
+                None => lost(&self.guard.inner),
+            }),
+            Source::Stream { frames, id } => loop {
+                let body = match ready!(frames.poll_next_unpin(cx)) {
+                    Some(Ok(Some(body))) => body,
+                    Some(Err(FrameError::Io(error))) => {
+                        debug!(%error, "subscription stream read ended");
+                        return Poll::Ready(lost(&self.guard.inner));
+                    }
+                    Some(Err(error)) => {
+                        return Poll::Ready(Next::Failed(CallError::internal(format!(
+                            "malformed frame from the peer: {error}"
+                        ))));
+                    }
+                    Some(Ok(None)) | None => return Poll::Ready(lost(&self.guard.inner)),
+                };
+                let event = match Received::decode(&body) {
+                    Ok(received) if received.id == *id => received.event,
+                    Err(DecodeError::BadPayload {
+                        id: answered,
+                        event_type,
+                        reason,
+                    }) if answered == *id => {
+                        return Poll::Ready(Next::Failed(CallError::internal(format!(
+                            "malformed `{event_type}` payload: {reason}"
+                        ))));
+                    }
+                    Err(DecodeError::NotEnvelope(error)) => {
+                        return Poll::Ready(Next::Failed(CallError::internal(format!(
+                            "protocol violation: not an envelope: {error}"
+                        ))));
+                    }
+                    // Nothing else belongs on this stream (other ids, requests, event types
+                    // this version does not know): skipped, as the shared reader would.
+                    _ => continue,
+                };
+                return Poll::Ready(match event {
+                    ReceivedEvent::Output(output) => Next::Item(output),
+                    ReceivedEvent::Completed => Next::Completed,
+                    ReceivedEvent::Error(error) => Next::Failed(error),
+                    ReceivedEvent::Requested(_) | ReceivedEvent::Aborted => continue,
+                });
+            },
+        }
     }
 }
 

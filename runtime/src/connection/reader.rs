@@ -7,14 +7,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::ConnInner;
 use super::incoming::ITEM_BATCH_BYTES;
 use super::link::{Link, LinkMessage, MESSAGE_STREAM_KEY};
-use super::writer::{STREAM_PROTOCOL_ERROR, WriterRef};
+use super::writer::{FrameSender, STREAM_PROTOCOL_ERROR, WriterRef};
 use crate::error::CallError;
 use crate::wire::{
     DecodeError, Event, FrameError, FrameReader, Message, Received, ReceivedEvent, event_type,
@@ -26,7 +25,7 @@ impl ConnInner {
     pub(super) async fn read_messages(
         self: Arc<Self>,
         mut incoming: BoxStream<'static, LinkMessage>,
-        tx: mpsc::Sender<Bytes>,
+        tx: FrameSender,
     ) {
         let Link::Messages(link) = &self.link else {
             return;

@@ -1,11 +1,30 @@
-//! Writing frames to a stream: one writer task per stream drains a bounded queue of encoded
-//! frames and hands everything queued to QUIC in one write, so answers that pile up (a busy
-//! subscription, many pipelined calls) are coalesced instead of paying a write each.
+//! Writing frames to a stream.
+//!
+//! Every stream has one [`FrameQueue`]: the senders (callers, the stream's reader answering
+//! requests, a subscription's item loop) put encoded frames in, and one consumer takes them
+//! out — the stream's writer task for QUIC, the transport for a message link.
+//!
+//! Two things make it more than a channel:
+//! - **Writing in place.** On QUIC, a sender that finds nothing queued writes its frame into
+//!   the stream itself, without waking the writer task: a lone call or answer costs no task
+//!   hop. Only what QUIC cannot take at once (flow control) is queued for the writer, which
+//!   hands everything queued to QUIC in one write.
+//! - **A bound in bytes.** Senders wait while the queue holds `stream_write_buffer` bytes, so
+//!   a peer that stops reading holds at most that much per stream here: a slow subscriber
+//!   throttles its subscription, a peer that pipelines requests without reading the answers
+//!   stops this side reading its requests. A frame is always taken into an empty queue, so one
+//!   frame up to `max_frame_len` may go over the bound.
 
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -13,33 +32,235 @@ use super::ConnInner;
 use crate::error::CallError;
 use crate::wire::{Event, Message, encode_frame_into};
 
-/// Frames queued per stream before writers wait.
-pub(super) const WRITE_QUEUE: usize = 1024;
-/// Frames handed to QUIC in one write at most.
-const WRITE_BATCH: usize = 256;
 /// QUIC application error code for a stream ended because of a protocol violation.
 pub(super) const STREAM_PROTOCOL_ERROR: u32 = 1;
+
+/// The consumer is gone (the stream failed or was reset, the transport closed): the frame was
+/// not sent.
+#[derive(Debug)]
+pub(super) struct Closed;
+
+/// The frames waiting to be written on one stream, shared by its senders and its consumer.
+struct FrameQueue {
+    state: Mutex<QueueState>,
+    /// Signalled when queued bytes were taken out, or the queue closed.
+    space: Notify,
+    /// Bytes queued before senders wait.
+    limit: usize,
+    /// Live [`FrameSender`]s; at zero the consumer finishes once the queue is empty. Counted
+    /// outside the lock: every call clones a sender for its abort guard.
+    senders: AtomicUsize,
+}
+
+struct QueueState {
+    frames: VecDeque<Bytes>,
+    /// Bytes in `frames`.
+    queued: usize,
+    /// The QUIC stream, written in place by senders and by the writer task; `None` on a
+    /// message link (its transport takes the frames) and once the writer task has let go.
+    send: Option<quinn::SendStream>,
+    /// The consumer, when it waits for frames.
+    consumer: Option<Waker>,
+    /// Nothing more will be taken: senders get [`Closed`].
+    closed: bool,
+}
+
+impl FrameQueue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().expect("frame queue lock")
+    }
+
+    /// Marks the queue closed and drops what it holds; wakes everyone waiting.
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.frames.clear();
+        state.queued = 0;
+        let consumer = state.consumer.take();
+        drop(state);
+        self.space.notify_waiters();
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
+    }
+}
+
+impl QueueState {
+    fn push(&mut self, frame: Bytes) -> Option<Waker> {
+        self.queued += frame.len();
+        self.frames.push_back(frame);
+        self.consumer.take()
+    }
+
+    /// Writes `frame` into the QUIC stream now, if nothing is queued ahead of it and QUIC
+    /// takes it without waiting; returns what is left to queue.
+    fn write_in_place(&mut self, frame: Bytes) -> Option<Bytes> {
+        if !self.frames.is_empty() {
+            return Some(frame);
+        }
+        let Some(send) = self.send.as_mut() else {
+            return Some(frame);
+        };
+        let mut chunks = [frame];
+        // `write_chunks` is cancel-safe and does its work on the first poll: polled once with
+        // a waker that does nothing, it writes what flow control allows right now. When it
+        // could not write everything the rest is queued and the writer task, woken, polls
+        // again with its own waker, so QUIC's wake-up goes to the task that waits for it.
+        let polled =
+            pin!(send.write_chunks(&mut chunks)).poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(Ok(_)) if chunks[0].is_empty() => None,
+            // Part written (the chunk now holds the rest), blocked, or failed: the writer
+            // task finds out which and acts on it.
+            _ => Some(std::mem::take(&mut chunks[0])),
+        }
+    }
+}
+
+/// A handle for putting frames on a stream. The consumer finishes the stream once every
+/// sender is gone and the queue is empty.
+pub(super) struct FrameSender {
+    queue: Arc<FrameQueue>,
+}
+
+impl FrameSender {
+    /// Sends `frame`: written in place when nothing is ahead of it, else queued. Waits while
+    /// the queue is full.
+    pub async fn send(&self, frame: Bytes) -> Result<(), Closed> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        let mut frame = Some(frame);
+        loop {
+            let space = self.queue.space.notified();
+            let mut space = pin!(space);
+            {
+                let mut state = self.queue.lock();
+                if state.closed {
+                    return Err(Closed);
+                }
+                let len = frame.as_ref().map_or(0, Bytes::len);
+                if state.queued == 0 || state.queued + len <= self.queue.limit {
+                    let frame = frame.take().expect("a frame to send");
+                    let consumer = match state.write_in_place(frame) {
+                        None => None,
+                        Some(rest) => state.push(rest),
+                    };
+                    drop(state);
+                    if let Some(consumer) = consumer {
+                        consumer.wake();
+                    }
+                    return Ok(());
+                }
+                // Registered before the lock is released, so a wake-up in between is kept.
+                space.as_mut().enable();
+            }
+            space.await;
+        }
+    }
+
+    /// Sends a small control frame (`call.aborted`) without waiting, past the bound if the
+    /// queue is full: a destructor must not block, and what it sends is tiny.
+    pub fn send_now(&self, frame: Bytes) -> Result<(), Closed> {
+        let mut state = self.queue.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        let consumer = match state.write_in_place(frame) {
+            None => None,
+            Some(rest) => state.push(rest),
+        };
+        drop(state);
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
+        Ok(())
+    }
+
+    /// Whether the consumer is gone.
+    pub fn is_closed(&self) -> bool {
+        self.queue.lock().closed
+    }
+
+    /// A reference that does not keep the stream open.
+    pub fn downgrade(&self) -> WeakFrameSender {
+        WeakFrameSender {
+            queue: Arc::clone(&self.queue),
+        }
+    }
+}
+
+impl Clone for FrameSender {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            queue: Arc::clone(&self.queue),
+        }
+    }
+}
+
+impl Drop for FrameSender {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        // The last one: the consumer checks the count under the lock before it waits, so
+        // taking its waker under the lock cannot miss it.
+        let consumer = self.queue.lock().consumer.take();
+        if let Some(consumer) = consumer {
+            consumer.wake();
+        }
+    }
+}
+
+/// A [`FrameSender`] that does not count as one: it gives a sender only while another exists.
+pub(super) struct WeakFrameSender {
+    queue: Arc<FrameQueue>,
+}
+
+impl WeakFrameSender {
+    pub fn upgrade(&self) -> Option<FrameSender> {
+        let mut senders = self.queue.senders.load(Ordering::Acquire);
+        loop {
+            if senders == 0 {
+                return None;
+            }
+            match self.queue.senders.compare_exchange_weak(
+                senders,
+                senders + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => senders = now,
+            }
+        }
+        Some(FrameSender {
+            queue: Arc::clone(&self.queue),
+        })
+    }
+}
 
 /// The sending half of a stream, as callers see it.
 #[derive(Clone)]
 pub(super) struct StreamHandle {
     pub key: u64,
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: FrameSender,
     /// Cancelled when the reader ended: nothing more can arrive on this stream.
     pub reader_done: CancellationToken,
 }
 
-/// How a stream's reader reaches the stream's writer, to answer requests that arrive on it.
+/// How a stream's reader reaches the stream's senders, to answer requests that arrive on it.
 pub(super) enum WriterRef {
     /// For streams the peer opened: the reader keeps them open until the peer finishes.
-    Strong(mpsc::Sender<Bytes>),
+    Strong(FrameSender),
     /// For streams this side opened: their owner keeps them open; once it lets go (a
     /// subscription ends, a call-stream slot is replaced) the writer finishes the stream.
-    Weak(mpsc::WeakSender<Bytes>),
+    Weak(WeakFrameSender),
 }
 
 impl WriterRef {
-    pub fn get(&self) -> Option<mpsc::Sender<Bytes>> {
+    pub fn get(&self) -> Option<FrameSender> {
         match self {
             WriterRef::Strong(tx) => Some(tx.clone()),
             WriterRef::Weak(tx) => tx.upgrade(),
@@ -47,54 +268,143 @@ impl WriterRef {
     }
 }
 
-/// Writes queued frames to a stream, coalescing whatever is queued into one QUIC write. Ends
-/// when every sender is gone (all answers written), or at once when the stream is cancelled.
-pub(super) async fn write_frames(
-    mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<Bytes>,
-    token: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let cancelled = token.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        if token.is_cancelled() {
-            let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
-            return;
-        }
-        let received = tokio::select! {
-            biased;
-            received = rx.recv_many(&mut batch, WRITE_BATCH) => received,
-            _ = &mut cancelled => {
-                let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
-                return;
+/// The consumer's side of a queue: the QUIC writer task ([`write_frames`]), or a message
+/// link's transport taking the frames out.
+pub(super) struct FrameReceiver {
+    queue: Arc<FrameQueue>,
+}
+
+/// A queue for a stream: the first sender and the consumer's side. `send` is the QUIC stream
+/// the senders may write in place (see [`write_frames`]); `None` for a message link.
+pub(super) fn frame_queue(
+    limit: usize,
+    send: Option<quinn::SendStream>,
+) -> (FrameSender, FrameReceiver) {
+    let queue = Arc::new(FrameQueue {
+        state: Mutex::new(QueueState {
+            frames: VecDeque::new(),
+            queued: 0,
+            send,
+            consumer: None,
+            closed: false,
+        }),
+        space: Notify::new(),
+        limit: limit.max(1),
+        senders: AtomicUsize::new(1),
+    });
+    (
+        FrameSender {
+            queue: Arc::clone(&queue),
+        },
+        FrameReceiver { queue },
+    )
+}
+
+impl FrameReceiver {
+    /// The next queued frame; waits for one; `None` once every sender is gone and the queue
+    /// is empty (or it was closed).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        poll_fn(|cx| {
+            let mut state = self.queue.lock();
+            if let Some(frame) = self.take(&mut state) {
+                return Poll::Ready(Some(frame));
             }
-        };
-        if received == 0 {
-            break;
-        }
-        if batch.len() < WRITE_BATCH {
-            // Let tasks that are already runnable (other callers, other handlers) queue their
-            // frames first, so one QUIC write — and one datagram — carries many of them. When
-            // nothing else is runnable this returns at once.
-            tokio::task::yield_now().await;
-            while batch.len() < WRITE_BATCH {
-                match rx.try_recv() {
-                    Ok(frame) => batch.push(frame),
-                    Err(_) => break,
-                }
+            if self.queue.senders.load(Ordering::Acquire) == 0 || state.closed {
+                return Poll::Ready(None);
             }
-        }
-        if let Err(error) = send.write_all_chunks(&mut batch).await {
-            debug!(%error, "stream write failed");
-            token.cancel();
-            return;
-        }
-        batch.clear();
+            state.consumer = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
-    let _ = send.finish();
-    // Wait until the peer has the tail, so a graceful close does not cut it off.
-    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+
+    /// A frame that is already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        let mut state = self.queue.lock();
+        self.take(&mut state)
+    }
+
+    fn take(&self, state: &mut QueueState) -> Option<Bytes> {
+        let frame = state.frames.pop_front()?;
+        state.queued -= frame.len();
+        self.queue.space.notify_waiters();
+        Some(frame)
+    }
+}
+
+impl Drop for FrameReceiver {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// What ended a stream's writer task.
+enum WriterEnd {
+    /// Every sender let go and everything queued was handed to QUIC.
+    Finished,
+    /// QUIC refused a write (the peer stopped the stream, the connection is gone).
+    Failed,
+}
+
+/// The writer task of a QUIC stream: writes what senders could not write in place, coalescing
+/// everything queued into one QUIC write. Ends when every sender is gone and all is written
+/// (the stream is finished), or at once when the stream is cancelled (it is reset).
+pub(super) async fn write_frames(queue: FrameReceiver, token: CancellationToken) {
+    let shared = Arc::clone(&queue.queue);
+    let end = tokio::select! {
+        biased;
+        _ = token.cancelled() => None,
+        end = poll_fn(|cx| poll_write_queued(&shared, cx)) => Some(end),
+    };
+    let send = shared.lock().send.take();
+    // Senders waiting for room, or coming later, learn that nothing more goes out.
+    drop(queue);
+    let Some(mut send) = send else {
+        return;
+    };
+    match end {
+        Some(WriterEnd::Finished) => {
+            let _ = send.finish();
+            // Wait until the peer has the tail, so a graceful close does not cut it off.
+            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+        }
+        Some(WriterEnd::Failed) => token.cancel(),
+        None => {
+            let _ = send.reset(STREAM_PROTOCOL_ERROR.into());
+        }
+    }
+}
+
+fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<WriterEnd> {
+    let mut state = queue.lock();
+    loop {
+        if state.frames.is_empty() {
+            if queue.senders.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(WriterEnd::Finished);
+            }
+            state.consumer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let QueueState { frames, send, .. } = &mut *state;
+        let Some(send) = send.as_mut() else {
+            return Poll::Ready(WriterEnd::Failed);
+        };
+        let chunks = frames.make_contiguous();
+        let polled = pin!(send.write_chunks(chunks)).poll(cx);
+        match polled {
+            Poll::Ready(Ok(written)) => {
+                frames.drain(..written.chunks);
+                state.queued -= written.bytes;
+                queue.space.notify_waiters();
+            }
+            Poll::Ready(Err(error)) => {
+                debug!(%error, "stream write failed");
+                return Poll::Ready(WriterEnd::Failed);
+            }
+            // QUIC wakes this task when the stream can take more.
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 impl ConnInner {
@@ -112,13 +422,56 @@ impl ConnInner {
         }
     }
 
-    pub(super) async fn send_message(
-        &self,
-        tx: &mpsc::Sender<Bytes>,
-        message: Message,
-    ) -> Result<(), ()> {
+    pub(super) async fn send_message(&self, tx: &FrameSender, message: Message) -> Result<(), ()> {
         let mut out = BytesMut::new();
         self.encode_answer(&mut out, message);
         tx.send(out.freeze()).await.map_err(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::frame_queue;
+
+    #[tokio::test]
+    async fn senders_wait_for_room_and_the_last_one_ends_the_queue() {
+        let (tx, mut rx) = frame_queue(10, None);
+        // An empty queue takes any frame; a full one makes the next sender wait.
+        tx.send(Bytes::from_static(b"0123456789ab")).await.unwrap();
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), tx.send(Bytes::from_static(b"x")));
+        assert!(waiting.await.is_err(), "a full queue makes senders wait");
+        let second = tx.clone();
+        let sent = tokio::spawn(async move { second.send(Bytes::from_static(b"cd")).await });
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            Bytes::from_static(b"0123456789ab")
+        );
+        sent.await.unwrap().unwrap();
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from_static(b"cd"));
+
+        // A weak reference gives a sender only while one exists.
+        let weak = tx.downgrade();
+        assert!(weak.upgrade().is_some());
+        drop(tx);
+        assert!(weak.upgrade().is_none());
+        assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_refuses_frames_and_wakes_waiting_senders() {
+        let (tx, rx) = frame_queue(4, None);
+        tx.send(Bytes::from_static(b"full")).await.unwrap();
+        let waiting = tx.clone();
+        let blocked = tokio::spawn(async move { waiting.send(Bytes::from_static(b"more")).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        assert!(blocked.await.unwrap().is_err());
+        assert!(tx.is_closed());
+        assert!(tx.send_now(Bytes::from_static(b"abort")).is_err());
     }
 }

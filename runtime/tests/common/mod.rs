@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alknet::spec::{ErrorSpec, OpType, OperationSpec};
@@ -64,6 +65,23 @@ pub struct Probes {
     pub slow: DropProbe,
     /// `test/forever` subscriptions dropped.
     pub forever: DropProbe,
+    /// `test/flood` items produced.
+    pub flooded: Arc<AtomicUsize>,
+}
+
+impl Probes {
+    pub fn new() -> Self {
+        Self {
+            slow: DropProbe::new(),
+            forever: DropProbe::new(),
+            flooded: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// `test/flood` items produced so far.
+    pub fn flooded(&self) -> usize {
+        self.flooded.load(Ordering::Relaxed)
+    }
 }
 
 fn op(name: &str, op_type: OpType) -> OperationSpec {
@@ -100,6 +118,23 @@ pub fn test_registry(probes: &Probes) -> Registry {
                     Ok(stream::unfold((0u64, guard), |(n, guard)| async move {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                         Some((Ok(json!({"n": n + 1})), (n + 1, guard)))
+                    }))
+                }
+            }),
+        )
+        .unwrap();
+    let flooded = Arc::clone(&probes.flooded);
+    registry
+        .register_handler(
+            op("test/flood", OpType::Subscription),
+            // Items of 1 KiB, as fast as they are taken, without end.
+            Handler::subscription(move |_ctx, _input| {
+                let flooded = Arc::clone(&flooded);
+                async move {
+                    let padding = "x".repeat(1000);
+                    Ok(stream::repeat_with(move || {
+                        let n = flooded.fetch_add(1, Ordering::Relaxed);
+                        Ok(json!({"n": n, "padding": padding}))
                     }))
                 }
             }),
@@ -190,10 +225,7 @@ impl TestNode {
     }
 
     pub fn with_config(protocol: ProtocolConfig) -> Self {
-        let probes = Probes {
-            slow: DropProbe::new(),
-            forever: DropProbe::new(),
-        };
+        let probes = Probes::new();
         let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
         options.protocol = protocol;
         let server = Server::bind(test_registry(&probes), options).unwrap();
