@@ -13,11 +13,13 @@ pub struct ProtocolConfig {
     /// Deadline for query/mutation, both as callee default and as the caller's local timeout
     /// when a call sets none (default 30 s).
     pub default_timeout: Duration,
-    /// How many long-lived streams carry this side's query/mutation calls (default 4). Calls are
-    /// pipelined on them round-robin; subscriptions get a stream each.
+    /// How many long-lived streams carry this side's query/mutation calls (default 2). Calls are
+    /// pipelined on them round-robin; subscriptions get a stream each. More streams mean less
+    /// waiting behind a large answer, fewer mean more frames per QUIC write (docs/protocol.md).
     pub call_streams: usize,
-    /// Items a subscription buffers on the caller's side before the stream is throttled
-    /// (default 256).
+    /// Items a subscription over a message link (WebSocket, in-memory pair) buffers on the
+    /// caller's side before the link is throttled (default 256). Over QUIC a subscription reads
+    /// its own stream as its items are taken, so QUIC's stream window bounds what waits.
     pub subscription_buffer: usize,
     /// Bytes queued for writing on one stream before whatever writes to it waits (default
     /// 1 MiB): a peer that stops reading (withholds flow control) holds at most this much per
@@ -46,7 +48,7 @@ impl Default for ProtocolConfig {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             default_timeout: Duration::from_secs(30),
-            call_streams: 4,
+            call_streams: 2,
             subscription_buffer: 256,
             stream_write_buffer: 1024 * 1024,
             max_concurrent_streams: 1024,

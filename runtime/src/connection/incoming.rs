@@ -153,8 +153,14 @@ impl ConnInner {
             .lock()
             .expect("running lock")
             .insert(id.clone(), cancel.clone());
-        let task =
-            Arc::clone(self).run_request(id, work, tx.clone(), cancel, stream_token.clone(), slot);
+        let task = Arc::clone(self).run_request(
+            id,
+            work,
+            tx.for_operation(),
+            cancel,
+            stream_token.clone(),
+            slot,
+        );
         self.node.tracker.spawn(task.instrument(span));
     }
 

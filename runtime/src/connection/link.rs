@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use super::writer::{
-    FrameReceiver, FrameSender, StreamHandle, WriterRef, frame_queue, write_frames,
+    FrameReceiver, FrameSender, InFlight, StreamHandle, WriterRef, frame_queue, write_frames,
 };
 use super::{ConnInner, Connection};
 use crate::config::ProtocolConfig;
@@ -168,7 +168,8 @@ impl Connection {
         remote: SocketAddr,
         incoming: BoxStream<'static, LinkMessage>,
     ) -> (Connection, MessageTransport) {
-        let (tx, outgoing) = frame_queue(node.config.stream_write_buffer, None);
+        let (tx, outgoing) =
+            frame_queue(node.config.stream_write_buffer, None, InFlight::default());
         let closing = CancellationToken::new();
         let violation = Arc::new(OnceLock::new());
         let link = MessageLink {
@@ -308,7 +309,11 @@ impl ConnInner {
     /// stream itself (a subscription). The stream finishes when the owner lets go.
     pub(super) fn start_writer(self: &Arc<Self>, send: quinn::SendStream) -> FrameSender {
         self.next_stream_key.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = frame_queue(self.config().stream_write_buffer, Some(send));
+        let (tx, rx) = frame_queue(
+            self.config().stream_write_buffer,
+            Some(send),
+            Arc::clone(&self.in_flight),
+        );
         self.node
             .tracker
             .spawn(write_frames(rx, self.cancel.child_token()));
@@ -325,7 +330,11 @@ impl ConnInner {
         opened_here: bool,
     ) -> StreamHandle {
         let key = self.next_stream_key.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = frame_queue(self.config().stream_write_buffer, Some(send));
+        let (tx, rx) = frame_queue(
+            self.config().stream_write_buffer,
+            Some(send),
+            Arc::clone(&self.in_flight),
+        );
         let token = self.cancel.child_token();
         let reader_done = CancellationToken::new();
         let writer = if opened_here {

@@ -92,6 +92,9 @@ struct ConnInner {
     hard_stop: CancellationToken,
     /// Bytes of large frames being read on this connection (`frame_buffer_budget`).
     frame_budget: Arc<tokio::sync::Semaphore>,
+    /// Calls and requests in flight on this connection, both ways: decides whether frames are
+    /// written in place or batched (see `writer`).
+    in_flight: writer::InFlight,
 }
 
 impl Connection {
@@ -116,6 +119,7 @@ impl Connection {
                 shutdown: node.shutdown.child_token(),
                 hard_stop: node.hard_stop.child_token(),
                 frame_budget,
+                in_flight: writer::InFlight::default(),
                 node,
             }),
         });

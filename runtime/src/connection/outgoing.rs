@@ -332,7 +332,7 @@ impl ConnInner {
         let mut guard = AbortOnDrop {
             inner: Arc::clone(self),
             id,
-            tx: Some(stream.tx.clone()),
+            tx: Some(stream.tx.for_operation()),
             tracked: true,
         };
         if stream.tx.send(frame).await.is_err() {

@@ -50,7 +50,12 @@ struct FrameQueue {
     /// Live [`FrameSender`]s; at zero the consumer finishes once the queue is empty. Counted
     /// outside the lock: every call clones a sender for its abort guard.
     senders: AtomicUsize,
+    /// Operations in flight on the connection, shared by all its streams.
+    in_flight: InFlight,
 }
+
+/// The number of operations in flight on one connection (see [`FrameSender::for_operation`]).
+pub(super) type InFlight = Arc<AtomicUsize>;
 
 struct QueueState {
     frames: VecDeque<Bytes>,
@@ -94,8 +99,8 @@ impl QueueState {
 
     /// Writes `frame` into the QUIC stream now, if nothing is queued ahead of it and QUIC
     /// takes it without waiting; returns what is left to queue.
-    fn write_in_place(&mut self, frame: Bytes) -> Option<Bytes> {
-        if !self.frames.is_empty() {
+    fn write_in_place(&mut self, frame: Bytes, busy: bool) -> Option<Bytes> {
+        if !self.frames.is_empty() || busy {
             return Some(frame);
         }
         let Some(send) = self.send.as_mut() else {
@@ -121,6 +126,8 @@ impl QueueState {
 /// sender is gone and the queue is empty.
 pub(super) struct FrameSender {
     queue: Arc<FrameQueue>,
+    /// Counted in the connection's operations in flight.
+    operation: bool,
 }
 
 impl FrameSender {
@@ -142,7 +149,7 @@ impl FrameSender {
                 let len = frame.as_ref().map_or(0, Bytes::len);
                 if state.queued == 0 || state.queued + len <= self.queue.limit {
                     let frame = frame.take().expect("a frame to send");
-                    let consumer = match state.write_in_place(frame) {
+                    let consumer = match state.write_in_place(frame, self.busy()) {
                         None => None,
                         Some(rest) => state.push(rest),
                     };
@@ -166,7 +173,7 @@ impl FrameSender {
         if state.closed {
             return Err(Closed);
         }
-        let consumer = match state.write_in_place(frame) {
+        let consumer = match state.write_in_place(frame, self.busy()) {
             None => None,
             Some(rest) => state.push(rest),
         };
@@ -175,6 +182,23 @@ impl FrameSender {
             consumer.wake();
         }
         Ok(())
+    }
+
+    /// Whether frames from other operations are likely to follow this one soon: more than one
+    /// operation is in flight on the connection. Their frames are better queued and written
+    /// together than each in place: one QUIC write and one wake-up of the connection for all
+    /// of them, and fewer packets. A lone operation (sequential calls) writes in place.
+    fn busy(&self) -> bool {
+        self.queue.in_flight.load(Ordering::Relaxed) > 1
+    }
+
+    /// A sender that counts one operation in flight on the connection (a call waiting for its
+    /// answer, a request running) while it lives; see [`FrameSender::busy`].
+    pub fn for_operation(&self) -> FrameSender {
+        self.queue.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut sender = self.clone();
+        sender.operation = true;
+        sender
     }
 
     /// Whether the consumer is gone.
@@ -195,12 +219,16 @@ impl Clone for FrameSender {
         self.queue.senders.fetch_add(1, Ordering::Relaxed);
         Self {
             queue: Arc::clone(&self.queue),
+            operation: false,
         }
     }
 }
 
 impl Drop for FrameSender {
     fn drop(&mut self) {
+        if self.operation {
+            self.queue.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         if self.queue.senders.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
@@ -237,6 +265,7 @@ impl WeakFrameSender {
         }
         Some(FrameSender {
             queue: Arc::clone(&self.queue),
+            operation: false,
         })
     }
 }
@@ -279,6 +308,7 @@ pub(super) struct FrameReceiver {
 pub(super) fn frame_queue(
     limit: usize,
     send: Option<quinn::SendStream>,
+    in_flight: InFlight,
 ) -> (FrameSender, FrameReceiver) {
     let queue = Arc::new(FrameQueue {
         state: Mutex::new(QueueState {
@@ -291,10 +321,12 @@ pub(super) fn frame_queue(
         space: Notify::new(),
         limit: limit.max(1),
         senders: AtomicUsize::new(1),
+        in_flight,
     });
     (
         FrameSender {
             queue: Arc::clone(&queue),
+            operation: false,
         },
         FrameReceiver { queue },
     )
@@ -354,7 +386,7 @@ pub(super) async fn write_frames(queue: FrameReceiver, token: CancellationToken)
     let end = tokio::select! {
         biased;
         _ = token.cancelled() => None,
-        end = poll_fn(|cx| poll_write_queued(&shared, cx)) => Some(end),
+        end = drain(&shared) => Some(end),
     };
     let send = shared.lock().send.take();
     // Senders waiting for room, or coming later, learn that nothing more goes out.
@@ -375,19 +407,46 @@ pub(super) async fn write_frames(queue: FrameReceiver, token: CancellationToken)
     }
 }
 
-fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<WriterEnd> {
+async fn drain(queue: &FrameQueue) -> WriterEnd {
+    loop {
+        if let Some(end) = poll_fn(|cx| poll_frames_queued(queue, cx)).await {
+            return end;
+        }
+        // Frames are queued when the connection is busy (see `FrameSender::busy`): let the
+        // tasks that are about to send run first, so one QUIC write (and one wake-up of the connection)
+        // carries all their frames.
+        tokio::task::yield_now().await;
+        if let Err(end) = poll_fn(|cx| poll_write_queued(queue, cx)).await {
+            return end;
+        }
+    }
+}
+
+/// Ready with `None` once frames are queued, with the end once every sender is gone and
+/// nothing is queued.
+fn poll_frames_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<Option<WriterEnd>> {
+    let mut state = queue.lock();
+    if !state.frames.is_empty() {
+        return Poll::Ready(None);
+    }
+    if state.closed || queue.senders.load(Ordering::Acquire) == 0 {
+        return Poll::Ready(Some(WriterEnd::Finished));
+    }
+    state.consumer = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+/// Hands everything queued to QUIC, as fast as flow control allows; ready once the queue is
+/// empty.
+fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<Result<(), WriterEnd>> {
     let mut state = queue.lock();
     loop {
         if state.frames.is_empty() {
-            if queue.senders.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(WriterEnd::Finished);
-            }
-            state.consumer = Some(cx.waker().clone());
-            return Poll::Pending;
+            return Poll::Ready(Ok(()));
         }
         let QueueState { frames, send, .. } = &mut *state;
         let Some(send) = send.as_mut() else {
-            return Poll::Ready(WriterEnd::Failed);
+            return Poll::Ready(Err(WriterEnd::Failed));
         };
         let chunks = frames.make_contiguous();
         let polled = pin!(send.write_chunks(chunks)).poll(cx);
@@ -399,7 +458,7 @@ fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<WriterEnd
             }
             Poll::Ready(Err(error)) => {
                 debug!(%error, "stream write failed");
-                return Poll::Ready(WriterEnd::Failed);
+                return Poll::Ready(Err(WriterEnd::Failed));
             }
             // QUIC wakes this task when the stream can take more.
             Poll::Pending => return Poll::Pending,
@@ -435,11 +494,11 @@ mod tests {
 
     use bytes::Bytes;
 
-    use super::frame_queue;
+    use super::{InFlight, frame_queue};
 
     #[tokio::test]
     async fn senders_wait_for_room_and_the_last_one_ends_the_queue() {
-        let (tx, mut rx) = frame_queue(10, None);
+        let (tx, mut rx) = frame_queue(10, None, InFlight::default());
         // An empty queue takes any frame; a full one makes the next sender wait.
         tx.send(Bytes::from_static(b"0123456789ab")).await.unwrap();
         let waiting =
@@ -464,7 +523,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_queue_refuses_frames_and_wakes_waiting_senders() {
-        let (tx, rx) = frame_queue(4, None);
+        let (tx, rx) = frame_queue(4, None, InFlight::default());
         tx.send(Bytes::from_static(b"full")).await.unwrap();
         let waiting = tx.clone();
         let blocked = tokio::spawn(async move { waiting.send(Bytes::from_static(b"more")).await });
