@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::measure::{RssPeak, own_cpu, process_cpu, rss};
+use crate::measure::{RssPeak, own_cpu, packets_sent, process_cpu, rss};
 use crate::messages::echo_message;
 use crate::systems::{Certs, Clients, Conn, System};
 
@@ -18,6 +18,8 @@ pub struct Options {
     pub reps: usize,
     pub scale: f64,
     pub only: Option<Vec<System>>,
+    /// Workloads by key (see [`Workload::key`]); all when `None`.
+    pub workloads: Option<Vec<String>>,
 }
 
 /// Which systems a workload compares, and against what.
@@ -48,6 +50,25 @@ enum Workload {
 }
 
 impl Workload {
+    /// A short name for `--workloads`: idle, connect, seq, c1, c16, c64, c256, c64x8, c64x64,
+    /// stream.
+    pub fn key(self) -> String {
+        match self {
+            Workload::Sequential => "seq".into(),
+            Workload::Callers {
+                callers,
+                connections: 1,
+            } => format!("c{callers}"),
+            Workload::Callers {
+                callers,
+                connections,
+            } => format!("c{callers}x{connections}"),
+            Workload::Stream => "stream".into(),
+            Workload::ConnectAndCall => "connect".into(),
+            Workload::IdleConnections => "idle".into(),
+        }
+    }
+
     fn title(self) -> String {
         match self {
             Workload::Sequential => "sequential calls, one connection: p50 latency".into(),
@@ -101,12 +122,30 @@ const WORKLOADS: [Workload; 10] = [
     Workload::IdleConnections,
     Workload::ConnectAndCall,
     Workload::Sequential,
-    Workload::Callers { callers: 1, connections: 1 },
-    Workload::Callers { callers: 16, connections: 1 },
-    Workload::Callers { callers: 64, connections: 1 },
-    Workload::Callers { callers: 256, connections: 1 },
-    Workload::Callers { callers: 64, connections: 8 },
-    Workload::Callers { callers: 64, connections: 64 },
+    Workload::Callers {
+        callers: 1,
+        connections: 1,
+    },
+    Workload::Callers {
+        callers: 16,
+        connections: 1,
+    },
+    Workload::Callers {
+        callers: 64,
+        connections: 1,
+    },
+    Workload::Callers {
+        callers: 256,
+        connections: 1,
+    },
+    Workload::Callers {
+        callers: 64,
+        connections: 8,
+    },
+    Workload::Callers {
+        callers: 64,
+        connections: 64,
+    },
     Workload::Stream,
 ];
 
@@ -123,6 +162,9 @@ struct Sample {
     server_cpu: Option<f64>,
     /// The server's RSS at its peak during the workload, MB.
     server_rss: Option<f64>,
+    /// Packets both sides sent per call (or per item): UDP datagrams or TCP segments, counted
+    /// machine-wide.
+    packets: Option<f64>,
 }
 
 type Results = BTreeMap<Workload, BTreeMap<&'static str, (System, Vec<Sample>)>>;
@@ -152,7 +194,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         for &system in &systems {
             eprintln!("rep {} / {}: {}", rep + 1, options.reps, system.name());
             let server = ServerProcess::start(system, &certs)?;
-            let samples = run_rep(system, &server, &certs, &clients, options.scale).await;
+            let samples = run_rep(system, &server, &certs, &clients, &options).await;
             drop(server);
             for (workload, sample) in samples? {
                 results
@@ -175,12 +217,16 @@ async fn run_rep(
     server: &ServerProcess,
     certs: &Certs,
     clients: &Clients,
-    scale: f64,
+    options: &Options,
 ) -> anyhow::Result<Vec<(Workload, Sample)>> {
-    let scaled = |n: f64| ((n * scale) as usize).max(4);
+    let scaled = |n: f64| ((n * options.scale) as usize).max(4);
     let mut samples = Vec::new();
     for workload in WORKLOADS {
-        if !workload.applies(system) {
+        let chosen = options
+            .workloads
+            .as_ref()
+            .is_none_or(|keys| keys.contains(&workload.key()));
+        if !chosen || !workload.applies(system) {
             continue;
         }
         let sample = match workload {
@@ -239,6 +285,7 @@ async fn sequential(conn: &dyn Conn, calls: usize) -> anyhow::Result<Sample> {
         conn.echo(echo_message(n)).await?;
     }
     let mut latencies = Vec::with_capacity(calls);
+    let packets_before = packets_sent();
     for n in 0..calls as u64 {
         let message = echo_message(n);
         let started = Instant::now();
@@ -246,7 +293,10 @@ async fn sequential(conn: &dyn Conn, calls: usize) -> anyhow::Result<Sample> {
         latencies.push(started.elapsed());
         anyhow::ensure!(answer == message, "echo differs");
     }
-    Ok(latency_sample(latencies))
+    Ok(Sample {
+        packets: Some((packets_sent() - packets_before) as f64 / calls as f64),
+        ..latency_sample(latencies)
+    })
 }
 
 fn latency_sample(mut latencies: Vec<Duration>) -> Sample {
@@ -283,6 +333,7 @@ async fn concurrent(
     }
     let calls = (total / callers).max(1) * callers;
     let (client_before, server_before) = (own_cpu(), process_cpu(server_pid));
+    let packets_before = packets_sent();
     let started = Instant::now();
     for result in round(total).await {
         result??;
@@ -290,6 +341,7 @@ async fn concurrent(
     let elapsed = started.elapsed();
     let per_call = |cpu: Duration| Some(cpu.as_secs_f64() * 1e6 / calls as f64);
     Ok(Sample {
+        packets: Some((packets_sent() - packets_before) as f64 / calls as f64),
         value: calls as f64 / elapsed.as_secs_f64(),
         client_cpu: per_call(own_cpu() - client_before),
         server_cpu: per_call(process_cpu(server_pid).saturating_sub(server_before)),
@@ -302,6 +354,7 @@ async fn stream(conn: &dyn Conn, items: u64, server_pid: u32) -> anyhow::Result<
     anyhow::ensure!(conn.ticks(1000).await? == 1000, "warm-up stream short");
     let peak = RssPeak::start(server_pid);
     let (client_before, server_before) = (own_cpu(), process_cpu(server_pid));
+    let packets_before = packets_sent();
     let started = Instant::now();
     let received = conn.ticks(items).await?;
     let elapsed = started.elapsed();
@@ -312,6 +365,7 @@ async fn stream(conn: &dyn Conn, items: u64, server_pid: u32) -> anyhow::Result<
         client_cpu: per_item(own_cpu() - client_before),
         server_cpu: per_item(process_cpu(server_pid).saturating_sub(server_before)),
         server_rss: Some(peak.finish() as f64 / 1e6),
+        packets: Some((packets_sent() - packets_before) as f64 / items as f64),
         ..Sample::default()
     })
 }
@@ -389,7 +443,9 @@ fn cpu_model() -> String {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix("model name"))
-        .map_or_else(String::new, |m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .map_or_else(String::new, |m| {
+            m.trim_start_matches([' ', '\t', ':']).to_owned()
+        })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -421,9 +477,9 @@ fn print_tables(results: &Results) {
         };
         println!("\n## {} ({unit}, {better})\n", workload.title());
         println!(
-            "| system | median | per rep | vs baseline, per rep | p99 | CPU µs/call client + server | server RSS MB |"
+            "| system | median | per rep | vs baseline, per rep | p99 | CPU µs/call client + server | packets/call | server RSS MB |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         let mut groups: Vec<(Group, Vec<&(System, Vec<Sample>)>)> = Vec::new();
         for entry in by_system.values() {
             let group = entry.0.group();
@@ -433,7 +489,11 @@ fn print_tables(results: &Results) {
             }
         }
         for (group, mut entries) in groups {
-            let baseline_system = if group == Group::Rpc { System::Floor } else { System::Axum };
+            let baseline_system = if group == Group::Rpc {
+                System::Floor
+            } else {
+                System::Axum
+            };
             entries.sort_by_key(|(system, _)| System::ALL.iter().position(|s| s == system));
             let baseline = entries
                 .iter()
@@ -468,13 +528,18 @@ fn print_tables(results: &Results) {
                     _ => String::new(),
                 };
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     system.name(),
                     human(median(&mut values.clone()), unit),
-                    values.iter().map(|v| human(*v, unit)).collect::<Vec<_>>().join(" "),
+                    values
+                        .iter()
+                        .map(|v| human(*v, unit))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     ratios.join(" "),
                     med(|s| s.p99).map_or_else(String::new, |p| human(p, unit)),
                     cpu,
+                    med(|s| s.packets).map_or_else(String::new, |p| format!("{p:.2}")),
                     med(|s| s.server_rss).map_or_else(String::new, |r| format!("{r:.0}")),
                 );
             }

@@ -9,7 +9,8 @@
 //! or axum for HTTP), CPU per call in both processes, and the server's RSS.
 //!
 //! Options: `--reps N` (default 3), `--scale X` (default 1.0: iteration counts), `--only a,b`
-//! (systems by name). `peers serve NAME --cert C --key K` is the server side the driver starts.
+//! (systems by name), `--workloads a,b` (idle, connect, seq, c1, c16, c64, c256, c64x8, c64x64,
+//! stream). `peers serve NAME --cert C --key K` is the server side the driver starts.
 
 mod driver;
 mod measure;
@@ -39,9 +40,13 @@ fn main() -> anyhow::Result<()> {
         scale: flag(&args, "--scale").map_or(Ok(1.0), |v| v.parse())?,
         only: flag(&args, "--only").map(|list| {
             list.split(',')
-                .map(|name| System::from_name(name).unwrap_or_else(|| panic!("unknown system {name}")))
+                .map(|name| {
+                    System::from_name(name).unwrap_or_else(|| panic!("unknown system {name}"))
+                })
                 .collect()
         }),
+        workloads: flag(&args, "--workloads")
+            .map(|list| list.split(',').map(str::to_owned).collect()),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(driver::run(options))

@@ -60,3 +60,24 @@ impl RssPeak {
         self.thread.join().unwrap_or(0)
     }
 }
+
+/// UDP datagrams plus TCP segments this machine has sent, from /proc/net/snmp: on an otherwise
+/// quiet loopback, the difference over a workload is what both sides put on the wire.
+pub fn packets_sent() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines();
+    let mut total = 0;
+    while let (Some(header), Some(values)) = (lines.next(), lines.next()) {
+        let field = match header.split_once(':') {
+            Some(("Udp", _)) => "OutDatagrams",
+            Some(("Tcp", _)) => "OutSegs",
+            _ => continue,
+        };
+        let position = header.split_whitespace().position(|name| name == field);
+        total += position
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}

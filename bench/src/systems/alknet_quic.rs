@@ -4,7 +4,9 @@
 
 use std::net::SocketAddr;
 
-use alknet::{CallError, Client, ClientOptions, Connection, Server, ServerOptions, ServerVerification};
+use alknet::{
+    CallError, Client, ClientOptions, Connection, Server, ServerOptions, ServerVerification,
+};
 use futures_util::StreamExt;
 
 use super::{BoxFut, Certs, Conn};

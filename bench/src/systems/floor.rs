@@ -118,13 +118,20 @@ async fn serve_stream(mut send: quinn::SendStream, recv: quinn::RecvStream) {
                     &mut out,
                     "call.responded",
                     envelope.id,
-                    OutputOut { output: &Tick { n } },
+                    OutputOut {
+                        output: &Tick { n },
+                    },
                 );
                 if out.len() >= 64 * 1024 && send.write_all(&out.split()).await.is_err() {
                     return;
                 }
             }
-            frame(&mut out, "call.completed", envelope.id, serde_json::json!({}));
+            frame(
+                &mut out,
+                "call.completed",
+                envelope.id,
+                serde_json::json!({}),
+            );
         } else {
             let Ok(echo) = serde_json::from_str::<Echo>(request.input.get()) else {
                 return;

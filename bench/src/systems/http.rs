@@ -50,12 +50,20 @@ pub struct HttpConn {
 }
 
 impl HttpConn {
-    async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+    async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let request = hyper::Request::post(format!("http://{}{path}", self.addr))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
         let response = self.client.request(request).await?;
-        anyhow::ensure!(response.status().is_success(), "status {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "status {}",
+            response.status()
+        );
         Ok(response)
     }
 }

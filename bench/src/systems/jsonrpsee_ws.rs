@@ -77,7 +77,10 @@ impl Conn for JsonrpseeConn {
                 };
                 received += 1;
                 let n = item?.n;
-                anyhow::ensure!(n == received, "items out of order: {n} where {received} was due");
+                anyhow::ensure!(
+                    n == received,
+                    "items out of order: {n} where {received} was due"
+                );
             }
             Ok(received)
         })

@@ -108,7 +108,8 @@ impl tonic::server::ServerStreamingService<Count> for TicksMethod {
 
     fn call(&mut self, request: Request<Count>) -> Self::Future {
         let count = request.into_inner().count;
-        let items: TickStream = Box::pin(futures::stream::iter((1..=count).map(|n| Ok(Tick { n }))));
+        let items: TickStream =
+            Box::pin(futures::stream::iter((1..=count).map(|n| Ok(Tick { n }))));
         std::future::ready(Ok(Response::new(items)))
     }
 }
@@ -136,9 +137,7 @@ where
                 let mut grpc = tonic::server::Grpc::new(JsonCodec::<Tick, Count>::default());
                 Ok(grpc.server_streaming(TicksMethod, request).await)
             }),
-            _ => Box::pin(async move {
-                Ok(Status::unimplemented("no such method").into_http())
-            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
         }
     }
 }
