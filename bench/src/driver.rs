@@ -167,7 +167,9 @@ struct Sample {
     packets: Option<f64>,
 }
 
-type Results = BTreeMap<Workload, BTreeMap<&'static str, (System, Vec<Sample>)>>;
+/// One system's samples for one workload, a sample per rep.
+type SystemSamples = (System, Vec<Sample>);
+type Results = BTreeMap<Workload, BTreeMap<&'static str, SystemSamples>>;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("alknet-peers-bench-{}", std::process::id()));
@@ -480,7 +482,7 @@ fn print_tables(results: &Results) {
             "| system | median | per rep | vs baseline, per rep | p99 | CPU µs/call client + server | packets/call | server RSS MB |"
         );
         println!("|---|---|---|---|---|---|---|---|");
-        let mut groups: Vec<(Group, Vec<&(System, Vec<Sample>)>)> = Vec::new();
+        let mut groups: Vec<(Group, Vec<&SystemSamples>)> = Vec::new();
         for entry in by_system.values() {
             let group = entry.0.group();
             match groups.iter_mut().find(|(g, _)| *g == group) {

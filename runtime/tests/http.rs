@@ -313,6 +313,29 @@ async fn subscriptions_as_server_sent_events() {
     // The end is an event, so a browser can tell it from a dropped connection.
     expected.push(("completed".to_owned(), Some("end".to_owned()), json!({})));
     assert_eq!(events, expected);
+    // Items that are ready together are sent together: far fewer body chunks than events.
+    let body = json!({"operation": "demo/ticks", "input": {"count": 100}}).to_string();
+    let mut chunks = gw
+        .http
+        .post(format!("{}/subscribe", gw.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let (mut text, mut count) = (String::new(), 0);
+    while let Some(chunk) = chunks.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        count += 1;
+    }
+    let events = sse_events(&text);
+    let ids: Vec<_> = events.iter().filter_map(|e| e.1.clone()).collect();
+    let expected_ids: Vec<_> = (1..=100)
+        .map(|n: u32| n.to_string())
+        .chain(["end".to_owned()])
+        .collect();
+    assert_eq!(ids, expected_ids);
+    assert!(count < 20, "101 events came in {count} chunks");
     // GET, for EventSource.
     let response = gw
         .http

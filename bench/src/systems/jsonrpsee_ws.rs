@@ -22,8 +22,8 @@ pub async fn serve() -> anyhow::Result<SocketAddr> {
         .await?;
     let addr = server.local_addr()?;
     let mut module = RpcModule::new(());
-    module.register_method("echo", |params, _, _| {
-        params.one::<Echo>().map_err(ErrorObjectOwned::from)
+    module.register_method("echo", |params, _, _| -> Result<Echo, ErrorObjectOwned> {
+        params.one::<Echo>()
     })?;
     module.register_subscription(
         "subscribe_ticks",

@@ -29,6 +29,7 @@ mod batch;
 mod mcp;
 mod origin;
 mod routes;
+mod sse;
 pub mod websocket;
 
 use std::net::SocketAddr;
@@ -128,6 +129,14 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled.
 async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+    use axum::serve::ListenerExt;
+    // Answers are small and written whole: without TCP_NODELAY, Nagle holds a response back
+    // until the client's delayed ACK (tens of ms on a keep-alive connection).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY could not be set");
+        }
+    });
     let _ = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -2,7 +2,6 @@
 //! answer into JSON or Server-Sent Events. Errors are JSON `call.error`s with the statuses of
 //! design §7 (see the [module docs](super)).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,21 +11,19 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Path, Query, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::bearer_identity;
 use super::batch::{BatchCall, parse_batch, run_batch};
+use super::sse::{self, END_ID};
 use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
-use crate::node::dispatch::GuardedStream;
 use crate::node::request::Request;
 
 /// What every route shares: the node and the OpenAPI document made from its registry.
@@ -150,55 +147,10 @@ impl Gateway {
         let cancel = CancellationToken::new();
         let request = self.request(operation, input, caller, &cancel);
         match self.node.stream(request).await {
-            Ok(items) => sse(items, cancel).into_response(),
+            Ok(items) => sse::response(items, cancel.drop_guard()),
             Err(error) => self.error(error, Some(operation), caller),
         }
     }
-}
-
-/// The `id:` of the last event of a stream that ended (`completed` or `error`).
-const END_ID: &str = "end";
-
-/// Items as `data:` events with increasing `id:`s. The end is an event too, so a browser can
-/// tell it from a dropped connection: `event: completed` after the last item, or
-/// `event: error` with the `call.error`; both carry `id: end`, and an `EventSource` that
-/// reconnects after them is answered 204 and stops.
-fn sse(
-    items: GuardedStream,
-    cancel: CancellationToken,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let guard = cancel.drop_guard();
-    let mut n = 0u64;
-    let mut ended = false;
-    let events = items
-        .map(Some)
-        .chain(futures_util::stream::once(std::future::ready(None)))
-        .filter_map(move |item| {
-            let _ = &guard; // the body owns the guard: a closed connection cancels the subscription
-            let event = match item {
-                _ if ended => None,
-                Some(Ok(output)) => {
-                    n += 1;
-                    Some(
-                        SseEvent::default()
-                            .id(n.to_string())
-                            .data(output.to_string()),
-                    )
-                }
-                Some(Err(error)) => {
-                    ended = true;
-                    Some(
-                        SseEvent::default()
-                            .event("error")
-                            .id(END_ID)
-                            .data(serde_json::to_string(&error).expect("errors serialize")),
-                    )
-                }
-                None => Some(SseEvent::default().event("completed").id(END_ID).data("{}")),
-            };
-            std::future::ready(event.map(Ok))
-        });
-    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 fn invalid_json(problem: impl std::fmt::Display) -> ErrorResponse {
