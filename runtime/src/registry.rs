@@ -27,13 +27,16 @@ use crate::access::OwnershipProvider;
 use crate::context::Context;
 use crate::error::CallError;
 use crate::identity::Identity;
+use crate::wire::JsonOutput;
 
 /// The future a query/mutation handler returns.
-pub type UnaryFuture = BoxFuture<'static, Result<Value, CallError>>;
-/// The stream of JSON items a subscription produces. An `Err` item ends it.
+pub type UnaryFuture = BoxFuture<'static, Result<JsonOutput, CallError>>;
+/// The stream of outputs a subscription handler produces. An `Err` item ends it.
+pub type OutputStream = BoxStream<'static, Result<JsonOutput, CallError>>;
+/// A stream of JSON items, as a caller receives a subscription. An `Err` item ends it.
 pub type ValueStream = BoxStream<'static, Result<Value, CallError>>;
 /// The future a subscription handler returns: setup that may fail, then the stream.
-pub type StreamFuture = BoxFuture<'static, Result<ValueStream, CallError>>;
+pub type StreamFuture = BoxFuture<'static, Result<OutputStream, CallError>>;
 
 type UnaryFn = dyn Fn(Context, Value) -> UnaryFuture + Send + Sync;
 type SubscriptionFn = dyn Fn(Context, Value) -> StreamFuture + Send + Sync;
@@ -54,7 +57,9 @@ impl Handler {
         F: Fn(Context, Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, CallError>> + Send + 'static,
     {
-        Handler::Unary(Arc::new(move |ctx, input| f(ctx, input).boxed()))
+        Handler::Unary(Arc::new(move |ctx, input| {
+            f(ctx, input).map(|r| r.map(JsonOutput::Value)).boxed()
+        }))
     }
 
     /// A subscription handler over JSON values.
@@ -65,7 +70,9 @@ impl Handler {
         S: Stream<Item = Result<Value, CallError>> + Send + 'static,
     {
         Handler::Subscription(Arc::new(move |ctx, input| {
-            f(ctx, input).map(|r| r.map(StreamExt::boxed)).boxed()
+            f(ctx, input)
+                .map(|r| r.map(|items| items.map(|item| item.map(JsonOutput::Value)).boxed()))
+                .boxed()
         }))
     }
 
@@ -79,13 +86,14 @@ impl Handler {
         Fut: Future<Output = Result<O, CallError>> + Send + 'static,
     {
         let f = Arc::new(f);
-        Handler::unary(move |ctx, input| {
+        Handler::Unary(Arc::new(move |ctx, input| {
             let f = Arc::clone(&f);
             async move {
                 let input = from_input::<I>(input)?;
-                to_output(f(ctx, input).await?)
+                Ok(to_output(f(ctx, input).await?))
             }
-        })
+            .boxed()
+        }))
     }
 
     /// A subscription handler over serde types.
@@ -98,14 +106,15 @@ impl Handler {
         S: Stream<Item = Result<O, CallError>> + Send + 'static,
     {
         let f = Arc::new(f);
-        Handler::subscription(move |ctx, input| {
+        Handler::Subscription(Arc::new(move |ctx, input| {
             let f = Arc::clone(&f);
             async move {
                 let input = from_input::<I>(input)?;
                 let stream = f(ctx, input).await?;
-                Ok(stream.map(|item| item.and_then(to_output)))
+                Ok(stream.map(|item| item.map(to_output)).boxed())
             }
-        })
+            .boxed()
+        }))
     }
 
     fn kind(&self) -> &'static str {
@@ -160,13 +169,12 @@ fn integral_floats_to_integers(value: &mut Value) -> bool {
     }
 }
 
-fn to_output<O: Serialize + 'static>(output: O) -> Result<Value, CallError> {
-    let output = match (Box::new(output) as Box<dyn Any>).downcast::<Value>() {
-        Ok(value) => return Ok(*value),
-        Err(other) => *other.downcast::<O>().expect("boxed an O"),
-    };
-    serde_json::to_value(output)
-        .map_err(|e| CallError::internal(format!("output could not be serialized: {e}")))
+/// A typed output, to be serialized straight into the answer; a `Value` stays one.
+fn to_output<O: Serialize + Send + 'static>(output: O) -> JsonOutput {
+    match (Box::new(output) as Box<dyn Any>).downcast::<Value>() {
+        Ok(value) => JsonOutput::Value(*value),
+        Err(other) => JsonOutput::Typed(other.downcast::<O>().expect("boxed an O")),
+    }
 }
 
 /// Why an operation could not be registered. Registration happens at startup, so these are

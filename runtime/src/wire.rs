@@ -128,6 +128,9 @@ pub enum FrameError {
     /// The underlying stream failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
+    /// An output to send could not be serialized as JSON.
+    #[error("the output could not be serialized: {0}")]
+    Unserializable(String),
 }
 
 /// Why a frame body is not a message.
@@ -188,6 +191,123 @@ struct OutputPayload<'a> {
 
 #[derive(Serialize)]
 struct EmptyPayload {}
+
+/// An operation's output, ready to be written as JSON: a [`Value`], or a typed handler's output
+/// itself, serialized straight into the frame that carries it — so a typed output is never
+/// built as a `Value` only to be written out again.
+pub enum JsonOutput {
+    /// A JSON value (handlers over `Value`, and outputs that were parsed).
+    Value(Value),
+    /// A typed output, serialized when it is written.
+    Typed(Box<dyn WriteJson>),
+}
+
+impl JsonOutput {
+    /// A typed output, serialized when it is written.
+    pub fn typed<T: Serialize + Send + 'static>(output: T) -> JsonOutput {
+        JsonOutput::Typed(Box::new(output))
+    }
+
+    /// Appends the output's JSON to `out`. Fails only for a typed output serde cannot
+    /// represent as JSON (a map with non-string keys, a failing `Serialize` impl).
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> serde_json::Result<()> {
+        match self {
+            JsonOutput::Value(value) => serde_json::to_writer(out, value),
+            JsonOutput::Typed(output) => output.write_json(out),
+        }
+    }
+
+    /// The output as a [`Value`]; an `INTERNAL` error when a typed output cannot be
+    /// serialized.
+    pub fn into_value(self) -> Result<Value, CallError> {
+        match self {
+            JsonOutput::Value(value) => Ok(value),
+            JsonOutput::Typed(output) => {
+                let mut text = Vec::with_capacity(64);
+                output
+                    .write_json(&mut text)
+                    .and_then(|()| serde_json::from_slice(&text))
+                    .map_err(|e| unserializable(&e))
+            }
+        }
+    }
+
+    /// The output's JSON text; an `INTERNAL` error when a typed output cannot be serialized.
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, CallError> {
+        let mut text = Vec::with_capacity(64);
+        self.write_to(&mut text).map_err(|e| unserializable(&e))?;
+        Ok(text)
+    }
+}
+
+fn unserializable(error: &serde_json::Error) -> CallError {
+    CallError::internal(format!("the output could not be serialized: {error}"))
+}
+
+impl From<Value> for JsonOutput {
+    fn from(value: Value) -> Self {
+        JsonOutput::Value(value)
+    }
+}
+
+impl std::fmt::Debug for JsonOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonOutput::Value(value) => f.debug_tuple("Value").field(value).finish(),
+            JsonOutput::Typed(_) => f.write_str("Typed(..)"),
+        }
+    }
+}
+
+/// A value that writes itself as JSON: what [`JsonOutput::Typed`] holds. Implemented for every
+/// `Serialize` type; object safe, so the output's type can be erased without losing the
+/// ability to serialize it straight into a buffer.
+pub trait WriteJson: Send {
+    /// Appends the value's JSON to `out`.
+    fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()>;
+}
+
+impl<T: Serialize + Send> WriteJson for T {
+    fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+        serde_json::to_writer(out, self)
+    }
+}
+
+/// Writes the `call.responded` frames of one request id: the envelope up to the output is
+/// built once, so a subscription's items cost only their own JSON.
+pub struct OutputFrames {
+    /// `{"type":"call.responded","id":<id>,"payload":{"output":`
+    prefix: Vec<u8>,
+}
+
+impl OutputFrames {
+    /// The frames of request `id`.
+    pub fn new(id: &str) -> Self {
+        let mut prefix = Vec::with_capacity(48 + id.len());
+        prefix.extend_from_slice(b"{\"type\":\"");
+        prefix.extend_from_slice(event_type::RESPONDED.as_bytes());
+        prefix.extend_from_slice(b"\",\"id\":");
+        serde_json::to_writer(&mut prefix, id).expect("a string serializes");
+        prefix.extend_from_slice(b",\"payload\":{\"output\":");
+        Self { prefix }
+    }
+
+    /// Appends the frame carrying `output` to `buf`; leaves `buf` as it was when the output
+    /// cannot be serialized or its frame would be over `max_len`.
+    pub fn encode_into(
+        &self,
+        output: &JsonOutput,
+        buf: &mut BytesMut,
+        max_len: u32,
+    ) -> Result<(), FrameError> {
+        encode_body_into(buf, max_len, |out| {
+            out.get_mut().put_slice(&self.prefix);
+            output.write_to(out)?;
+            out.get_mut().put_slice(b"}}");
+            Ok(())
+        })
+    }
+}
 
 impl Message {
     /// A message.
@@ -489,11 +609,33 @@ pub fn encode_frame_into(
     buf: &mut BytesMut,
     max_len: u32,
 ) -> Result<(), FrameError> {
+    encode_body_into(buf, max_len, |out| message.write_json(out))
+}
+
+/// Appends the frame of a `call.responded` for `id` carrying `output` to `buf`, as
+/// [`encode_frame_into`] does for a [`Message`], without building one (see [`OutputFrames`]).
+pub fn encode_output_frame_into(
+    id: &str,
+    output: &JsonOutput,
+    buf: &mut BytesMut,
+    max_len: u32,
+) -> Result<(), FrameError> {
+    OutputFrames::new(id).encode_into(output, buf, max_len)
+}
+
+/// Appends a length prefix and the body `write` writes; leaves `buf` as it was when writing
+/// fails or the body is over `max_len`.
+fn encode_body_into(
+    buf: &mut BytesMut,
+    max_len: u32,
+    write: impl FnOnce(&mut bytes::buf::Writer<&mut BytesMut>) -> serde_json::Result<()>,
+) -> Result<(), FrameError> {
     let start = buf.len();
     buf.put_u32(0);
-    message
-        .write_json(&mut (&mut *buf).writer())
-        .expect("serializing JSON values into memory cannot fail");
+    if let Err(error) = write(&mut (&mut *buf).writer()) {
+        buf.truncate(start);
+        return Err(FrameError::Unserializable(error.to_string()));
+    }
     let body_len = buf.len() - start - 4;
     if body_len > max_len as usize {
         buf.truncate(start);
@@ -634,6 +776,34 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_output_frame_is_the_frame_of_its_message() {
+        let output = json!({"n": 1, "text": "a \"quoted\" line\n"});
+        let mut expected = BytesMut::new();
+        let message = Message::new("7", Event::Responded(output.clone()));
+        encode_frame_into(&message, &mut expected, u32::MAX).unwrap();
+        for output in [
+            JsonOutput::from(output.clone()),
+            JsonOutput::typed(output.clone()),
+        ] {
+            let mut frame = BytesMut::new();
+            encode_output_frame_into("7", &output, &mut frame, u32::MAX).unwrap();
+            assert_eq!(frame, expected);
+            let body = Message::decode(&frame[4..]).unwrap();
+            assert_eq!(body, message);
+            // Over the limit, nothing is written.
+            let mut small = BytesMut::from(&b"kept"[..]);
+            assert!(encode_output_frame_into("7", &output, &mut small, 8).is_err());
+            assert_eq!(&small[..], b"kept");
+        }
+        // An output serde cannot write as JSON is an error, and leaves nothing behind.
+        let unwritable = JsonOutput::typed(std::collections::HashMap::from([((1, 2), 3)]));
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let error = encode_output_frame_into("7", &unwritable, &mut buf, u32::MAX).unwrap_err();
+        assert!(matches!(error, FrameError::Unserializable(_)), "{error}");
+        assert_eq!(&buf[..], b"kept");
+    }
 
     fn all_messages() -> Vec<Message> {
         vec![

@@ -9,18 +9,17 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
-use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use super::ConnInner;
-use super::writer::FrameSender;
+use super::writer::{FrameSender, encode_unsendable};
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::node::dispatch::GuardedStream;
 use crate::node::request::Request;
-use crate::wire::{CallRequested, Event, Message, encode_frame_into};
+use crate::wire::{CallRequested, Event, JsonOutput, Message, OutputFrames, encode_frame_into};
 
 /// Bytes of subscription items gathered into one frame batch at most.
 pub(super) const ITEM_BATCH_BYTES: usize = 64 * 1024;
@@ -65,7 +64,7 @@ impl IncomingRequests {
 /// What a request of the peer comes to: one answer (a query/mutation's, or the one error of a
 /// subscription that could not start), or a running subscription.
 enum Outcome {
-    Unary(Result<Value, CallError>),
+    Unary(Result<JsonOutput, CallError>),
     Stream(GuardedStream),
 }
 
@@ -138,7 +137,7 @@ impl ConnInner {
         let mut dispatched = dispatched;
         let work = match (&mut dispatched).now_or_never() {
             Some(Outcome::Unary(outcome)) => {
-                self.encode_answer(out, Message::new(id, outcome_event(outcome)));
+                self.encode_outcome(out, &id, outcome);
                 return;
             }
             Some(Outcome::Stream(items)) => Work::Stream(Box::new(items)),
@@ -207,23 +206,23 @@ impl ConnInner {
         self.stream_items(id, items, tx, cancel, stream_token).await;
     }
 
-    async fn answer(&self, tx: &FrameSender, id: String, outcome: Result<Value, CallError>) {
-        let _ = self
-            .send_message(tx, Message::new(id, outcome_event(outcome)))
-            .await;
+    async fn answer(&self, tx: &FrameSender, id: String, outcome: Result<JsonOutput, CallError>) {
+        let _ = self.send_outcome(tx, &id, outcome).await;
     }
 
     /// Sends a subscription's items, gathering those that are ready at once into one batch.
     async fn stream_items(
         &self,
         id: String,
-        mut items: impl Stream<Item = Result<Value, CallError>> + Unpin,
+        mut items: impl Stream<Item = Result<JsonOutput, CallError>> + Unpin,
         tx: FrameSender,
         cancel: CancellationToken,
         stream_token: CancellationToken,
     ) {
         let max_len = self.config().max_frame_len;
+        let frames = OutputFrames::new(&id);
         let mut batch = BytesMut::new();
+        let mut last_batch_len = 0;
         let cancelled = cancel.cancelled();
         let stream_gone = stream_token.cancelled();
         let shutdown = self.shutdown.cancelled();
@@ -241,45 +240,38 @@ impl ConnInner {
             };
             let mut next = Some(first);
             let mut finished = false;
+            // Room for a batch like the last one: growing it item by item would copy it each
+            // time. (Not a full batch's worth each time: a trickle of small items would each
+            // pin a large allocation while queued.)
+            batch.reserve(last_batch_len);
             while let Some(item) = next.take() {
-                let message = match item {
-                    Some(Ok(output)) => Message::new(id.as_str(), Event::Responded(output)),
+                let encoded = match item {
+                    Some(Ok(output)) => frames.encode_into(&output, &mut batch, max_len),
                     Some(Err(error)) => {
                         finished = true;
-                        Message::new(id.as_str(), Event::Error(error))
+                        let error = Message::new(id.as_str(), Event::Error(error));
+                        encode_frame_into(&error, &mut batch, max_len)
                     }
                     None => {
                         finished = true;
-                        Message::new(id.as_str(), Event::Completed)
+                        let completed = Message::new(id.as_str(), Event::Completed);
+                        encode_frame_into(&completed, &mut batch, max_len)
                     }
                 };
-                if let Err(error) = encode_frame_into(&message, &mut batch, max_len) {
+                if let Err(error) = encoded {
                     finished = true;
-                    let error =
-                        CallError::internal(format!("an item is too large to send: {error}"));
-                    encode_frame_into(
-                        &Message::new(id.as_str(), Event::Error(error)),
-                        &mut batch,
-                        u32::MAX,
-                    )
-                    .expect("an error frame is small");
+                    encode_unsendable(&mut batch, &id, &error);
                 }
                 if finished || batch.len() >= ITEM_BATCH_BYTES {
                     break;
                 }
                 next = items.next().now_or_never();
             }
+            last_batch_len = batch.len();
             if tx.send(batch.split().freeze()).await.is_err() || finished {
                 return;
             }
         }
-    }
-}
-
-fn outcome_event(outcome: Result<Value, CallError>) -> Event {
-    match outcome {
-        Ok(output) => Event::Responded(output),
-        Err(error) => Event::Error(error),
     }
 }
 

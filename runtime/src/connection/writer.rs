@@ -30,7 +30,9 @@ use tracing::debug;
 
 use super::ConnInner;
 use crate::error::CallError;
-use crate::wire::{Event, Message, encode_frame_into};
+use crate::wire::{
+    Event, FrameError, JsonOutput, Message, encode_frame_into, encode_output_frame_into,
+};
 
 /// QUIC application error code for a stream ended because of a protocol violation.
 pub(super) const STREAM_PROTOCOL_ERROR: u32 = 1;
@@ -467,25 +469,55 @@ fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<Result<()
 }
 
 impl ConnInner {
-    /// Appends `message` to `out` as a frame; an answer over the frame limit becomes an
+    /// Appends `message` to `out` as a frame; an answer that cannot be sent becomes an
     /// `INTERNAL` error for its id instead.
     pub(super) fn encode_answer(&self, out: &mut BytesMut, message: Message) {
         if let Err(error) = encode_frame_into(&message, out, self.config().max_frame_len) {
-            let error = CallError::internal(format!("the answer is too large to send: {error}"));
-            encode_frame_into(
-                &Message::new(message.id, Event::Error(error)),
-                out,
-                u32::MAX,
-            )
-            .expect("an error frame is small");
+            encode_unsendable(out, &message.id, &error);
         }
     }
 
-    pub(super) async fn send_message(&self, tx: &FrameSender, message: Message) -> Result<(), ()> {
+    /// Appends the answer to request `id` to `out`: its output or its error, as
+    /// [`ConnInner::encode_answer`] does.
+    pub(super) fn encode_outcome(
+        &self,
+        out: &mut BytesMut,
+        id: &str,
+        outcome: Result<JsonOutput, CallError>,
+    ) {
+        match outcome {
+            Ok(output) => {
+                let max = self.config().max_frame_len;
+                if let Err(error) = encode_output_frame_into(id, &output, out, max) {
+                    encode_unsendable(out, id, &error);
+                }
+            }
+            Err(error) => self.encode_answer(out, Message::new(id, Event::Error(error))),
+        }
+    }
+
+    /// Sends the answer to request `id`; `Err` when the stream is gone.
+    pub(super) async fn send_outcome(
+        &self,
+        tx: &FrameSender,
+        id: &str,
+        outcome: Result<JsonOutput, CallError>,
+    ) -> Result<(), ()> {
         let mut out = BytesMut::new();
-        self.encode_answer(&mut out, message);
+        self.encode_outcome(&mut out, id, outcome);
         tx.send(out.freeze()).await.map_err(|_| ())
     }
+}
+
+/// Appends, instead of an answer that cannot be sent (over the frame limit, or an output that
+/// cannot be serialized), an `INTERNAL` error for its id.
+pub(super) fn encode_unsendable(out: &mut BytesMut, id: &str, error: &FrameError) {
+    let error = match error {
+        FrameError::Unserializable(_) => CallError::internal(error.to_string()),
+        _ => CallError::internal(format!("the answer is too large to send: {error}")),
+    };
+    encode_frame_into(&Message::new(id, Event::Error(error)), out, u32::MAX)
+        .expect("an error frame is small");
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::node::request::Request;
+use crate::wire::JsonOutput;
 
 /// Largest number of calls in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -84,7 +85,7 @@ pub(crate) async fn run_batch(
         );
         let answer = node.unary(request);
         async move {
-            match answer.await {
+            match answer.await.and_then(JsonOutput::into_value) {
                 Ok(output) => json!({"output": output}),
                 Err(error) => json!({"error": error}),
             }

@@ -35,6 +35,7 @@ use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::node::request::Request;
+use crate::wire::JsonOutput;
 
 /// The MCP server: one per session, sharing the node.
 #[derive(Clone)]
@@ -118,7 +119,10 @@ impl McpServer {
             identity,
             cancel,
         );
-        self.node.unary(request).await
+        self.node
+            .unary(request)
+            .await
+            .and_then(JsonOutput::into_value)
     }
 
     /// Calls one operation for a tool, turning the outcome into a tool result.

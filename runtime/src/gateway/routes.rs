@@ -110,8 +110,13 @@ impl Gateway {
         // Dropped with this future when the client goes away: the handler's signal fires.
         let _cancel_on_drop = cancel.clone().drop_guard();
         let request = self.request(operation, input, caller, &cancel);
-        match self.node.unary(request).await {
-            Ok(output) => Json(output).into_response(),
+        match self
+            .node
+            .unary(request)
+            .await
+            .and_then(|o| o.to_json_bytes())
+        {
+            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
             Err(error) => self.error(error, Some(operation), caller),
         }
     }

@@ -22,7 +22,9 @@ use futures_util::{Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::DropGuard;
 
+use crate::error::CallError;
 use crate::node::dispatch::GuardedStream;
+use crate::wire::JsonOutput;
 
 /// The `id:` of the last event of a stream that ended (`completed` or `error`).
 pub(super) const END_ID: &str = "end";
@@ -63,39 +65,43 @@ struct SseEvents {
 }
 
 impl SseEvents {
-    /// Appends the event for one item, or for the end (`None`). The JSON is written compact,
-    /// so it never holds a newline and fits on one `data:` line.
-    fn write_event(
-        &mut self,
-        out: &mut BytesMut,
-        item: Option<Result<serde_json::Value, crate::error::CallError>>,
-    ) {
-        let written = match item {
+    /// Appends the event for one item, or for the end (`None`). JSON is written compact, so it
+    /// never holds a newline and fits on one `data:` line.
+    fn write_event(&mut self, out: &mut BytesMut, item: Option<Result<JsonOutput, CallError>>) {
+        let error = match item {
             Some(Ok(output)) => {
+                let start = out.len();
                 out.put_slice(b"id: ");
                 out.put_slice(itoa::Buffer::new().format(self.next_id).as_bytes());
-                self.next_id += 1;
                 out.put_slice(b"\ndata: ");
-                serde_json::to_writer(out.writer(), &output)
+                match output.write_to(&mut out.writer()) {
+                    Ok(()) => {
+                        self.next_id += 1;
+                        out.put_slice(b"\n\n");
+                        return;
+                    }
+                    Err(error) => {
+                        // Nothing of it is sent: the subscription ends with the error instead.
+                        out.truncate(start);
+                        CallError::internal(format!("the output could not be serialized: {error}"))
+                    }
+                }
             }
-            Some(Err(error)) => {
-                self.ended = true;
-                out.put_slice(b"event: error\nid: ");
-                out.put_slice(END_ID.as_bytes());
-                out.put_slice(b"\ndata: ");
-                serde_json::to_writer(out.writer(), &error)
-            }
+            Some(Err(error)) => error,
             None => {
                 self.ended = true;
                 out.put_slice(b"event: completed\nid: ");
                 out.put_slice(END_ID.as_bytes());
-                out.put_slice(b"\ndata: {}");
-                Ok(())
+                out.put_slice(b"\ndata: {}\n\n");
+                return;
             }
         };
-        // Writing JSON into memory fails only for values serde cannot represent, which a
-        // `Value` and a `CallError` never hold.
-        debug_assert!(written.is_ok(), "an event serializes");
+        self.ended = true;
+        out.put_slice(b"event: error\nid: ");
+        out.put_slice(END_ID.as_bytes());
+        out.put_slice(b"\ndata: ");
+        // A `CallError` is strings and JSON values: writing it into memory cannot fail.
+        let _ = serde_json::to_writer(out.writer(), &error);
         out.put_slice(b"\n\n");
     }
 }

@@ -23,7 +23,8 @@ use super::request::Request;
 use crate::access;
 use crate::context::Context;
 use crate::error::CallError;
-use crate::registry::{Handler, RegisteredOperation, Registry, StreamFuture, ValueStream};
+use crate::registry::{Handler, OutputStream, RegisteredOperation, Registry, StreamFuture};
+use crate::wire::JsonOutput;
 
 /// Runs a query/mutation to its answer. A subscription is `INVALID_OPERATION_TYPE` (after the
 /// lookup, access and input checks, as design §5 orders them).
@@ -31,7 +32,7 @@ pub(crate) async fn unary(
     registry: Arc<Registry>,
     default_timeout: Duration,
     request: Request,
-) -> Result<Value, CallError> {
+) -> Result<JsonOutput, CallError> {
     let prepared = prepare(&registry, default_timeout, request, Shape::Unary).await?;
     run_unary(prepared).await
 }
@@ -151,7 +152,7 @@ fn timeout_error(ctx: &Context) -> CallError {
 
 /// Runs a query/mutation to its answer: deadline, panic isolation, error normalization.
 /// Cancellation is the caller's to watch: dropping this future drops the handler.
-async fn run_unary(prepared: Prepared) -> Result<Value, CallError> {
+async fn run_unary(prepared: Prepared) -> Result<JsonOutput, CallError> {
     let Prepared { op, ctx, input } = prepared;
     let Handler::Unary(handler) = op.handler() else {
         return Err(CallError::internal("operation is not a query/mutation"));
@@ -200,7 +201,7 @@ fn run_stream(prepared: Prepared) -> GuardedStream {
 
 enum State {
     Setup(StreamFuture),
-    Running(ValueStream),
+    Running(OutputStream),
     Failed(Option<CallError>),
     Done,
 }
@@ -215,14 +216,14 @@ pub(crate) struct GuardedStream {
 }
 
 impl GuardedStream {
-    fn fail(&mut self, error: CallError) -> Poll<Option<Result<Value, CallError>>> {
+    fn fail(&mut self, error: CallError) -> Poll<Option<Result<JsonOutput, CallError>>> {
         self.state = State::Done;
         Poll::Ready(Some(Err(error.for_operation(self.op.spec()))))
     }
 }
 
 impl Stream for GuardedStream {
-    type Item = Result<Value, CallError>;
+    type Item = Result<JsonOutput, CallError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alknet_spec::OperationName;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,7 @@ use crate::error::CallError;
 use crate::peer::{CallOptions, Peer};
 use crate::registry::ValueStream;
 use crate::typed::{OpError, Operation};
+use crate::wire::JsonOutput;
 
 /// Options for one nested call.
 #[derive(Debug, Clone, Default)]
@@ -169,6 +170,7 @@ impl Env {
             self.ctx.default_timeout,
             request,
         );
+        let child = child.map(|outcome| outcome.and_then(JsonOutput::into_value));
         if options.continue_running {
             detach(child).await
         } else {
@@ -193,7 +195,7 @@ impl Env {
         Ok(items
             .map(move |item| {
                 let _ = &guard;
-                item
+                item.and_then(JsonOutput::into_value)
             })
             .boxed())
     }

@@ -15,7 +15,7 @@ pub(crate) mod request;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value;
+use crate::wire::JsonOutput;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -77,7 +77,7 @@ impl Node {
     pub fn unary(
         &self,
         request: Request,
-    ) -> impl Future<Output = Result<Value, CallError>> + Send + 'static {
+    ) -> impl Future<Output = Result<JsonOutput, CallError>> + Send + 'static {
         dispatch::unary(
             Arc::clone(&self.registry),
             self.config.default_timeout,
