@@ -160,6 +160,26 @@ async fn call_and_the_status_mapping() {
         (200, json!({"sum": 5}))
     );
     assert_eq!(gw.post("/ops/demo/secret", "{}", None).await.0, 404);
+    // An output the handler cannot serialize is a 500 INTERNAL, over POST and over SSE.
+    let (status, body) = gw.post("/ops/test/unwritable", "{}", None).await;
+    assert_eq!((status, body["code"].as_str()), (500, Some("INTERNAL")));
+    let text = gw
+        .http
+        .post(format!("{}/ops/test/unwritable_stream", gw.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0].2, json!({}));
+    assert_eq!(
+        (events[1].0.as_str(), events[1].2["code"].as_str()),
+        ("error", Some("INTERNAL"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -467,6 +467,33 @@ async fn panics_become_internal_and_the_connection_lives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_cannot_be_serialized_is_an_internal_error() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let error = conn
+        .call_json("test/unwritable", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "INTERNAL");
+    assert!(
+        error.message.contains("could not be serialized"),
+        "{error:?}"
+    );
+    let items: Vec<_> = conn
+        .subscribe_json("test/unwritable_stream", json!({}))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap(), &json!({}));
+    assert_eq!(items[1].as_ref().unwrap_err().code, "INTERNAL");
+    // The connection is fine.
+    let sum = conn.call_json("demo/add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(sum.unwrap(), json!({"sum": 3}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_end_only_their_stream() {
     let node = TestNode::start();
     let raw = node.raw_call().await;

@@ -178,6 +178,27 @@ pub fn test_registry(probes: &Probes) -> Registry {
             }),
         )
         .unwrap();
+    // Outputs serde cannot write as JSON (map keys that are not strings).
+    let unwritable = || std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
+    registry
+        .register_handler(
+            op("test/unwritable", OpType::Query),
+            Handler::typed_unary(move |_ctx, _input: Value| async move { Ok(unwritable()) }),
+        )
+        .unwrap();
+    registry
+        .register_handler(
+            op("test/unwritable_stream", OpType::Subscription),
+            Handler::typed_subscription(move |_ctx, _input: Value| async move {
+                // An empty map is written (`{}`); the second item cannot be.
+                Ok(stream::iter([
+                    Ok(std::collections::HashMap::new()),
+                    Ok(unwritable()),
+                    Ok(std::collections::HashMap::new()),
+                ]))
+            }),
+        )
+        .unwrap();
     registry
         .register_handler(
             op("test/undeclared", OpType::Mutation),
