@@ -116,8 +116,7 @@ impl Workload {
     }
 }
 
-/// In the order they run. Idle connections come first, on a fresh server, so the memory the
-/// other workloads leave in the allocator does not hide what a connection costs.
+/// In the order they run. Idle connections get a server process of their own (see [`run`]).
 const WORKLOADS: [Workload; 10] = [
     Workload::IdleConnections,
     Workload::ConnectAndCall,
@@ -195,10 +194,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for rep in 0..options.reps {
         for &system in &systems {
             eprintln!("rep {} / {}: {}", rep + 1, options.reps, system.name());
-            let server = ServerProcess::start(system, &certs)?;
-            let samples = run_rep(system, &server, &certs, &clients, &options).await;
-            drop(server);
-            for (workload, sample) in samples? {
+            // Idle connections on a fresh server, so what the other workloads leave in its
+            // allocator does not hide what a connection costs; the others on another, so the
+            // memory idle connections took does not show in their RSS.
+            let mut samples = Vec::new();
+            for idle in [true, false] {
+                let server = ServerProcess::start(system, &certs)?;
+                let only = |w: Workload| (w == Workload::IdleConnections) == idle;
+                samples.extend(run_rep(system, &server, &certs, &clients, &options, only).await?);
+            }
+            for (workload, sample) in samples {
                 results
                     .entry(workload)
                     .or_default()
@@ -220,6 +225,7 @@ async fn run_rep(
     certs: &Certs,
     clients: &Clients,
     options: &Options,
+    only: impl Fn(Workload) -> bool,
 ) -> anyhow::Result<Vec<(Workload, Sample)>> {
     let scaled = |n: f64| ((n * options.scale) as usize).max(4);
     let mut samples = Vec::new();
@@ -228,7 +234,7 @@ async fn run_rep(
             .workloads
             .as_ref()
             .is_none_or(|keys| keys.contains(&workload.key()));
-        if !chosen || !workload.applies(system) {
+        if !chosen || !only(workload) || !workload.applies(system) {
             continue;
         }
         let sample = match workload {

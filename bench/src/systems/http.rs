@@ -21,6 +21,10 @@ pub async fn serve_axum() -> anyhow::Result<SocketAddr> {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    // As alknet's gateway does: without TCP_NODELAY small answers wait for delayed ACKs.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(addr)
 }
