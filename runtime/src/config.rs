@@ -27,7 +27,10 @@ pub struct ProtocolConfig {
     /// stops being read until its answers drain. One frame is always accepted into an empty
     /// queue, so a single frame up to `max_frame_len` may exceed it.
     pub stream_write_buffer: usize,
-    /// Concurrent bidirectional streams the peer may open (default 1024).
+    /// Concurrent bidirectional streams the peer may open (default 256): two carry its calls,
+    /// each subscription takes one. quinn keeps a slot for each stream the peer may open, so
+    /// this decides much of what an idle connection costs (about 45 KB at 1024); and each
+    /// stream may hold up to `stream_write_buffer` of unread answers.
     pub max_concurrent_streams: u32,
     /// Requests from the peer running at once on one connection (default 4096). When all are
     /// busy, this side stops reading new requests until one finishes, so a peer cannot make it
@@ -51,7 +54,7 @@ impl Default for ProtocolConfig {
             call_streams: 2,
             subscription_buffer: 256,
             stream_write_buffer: 1024 * 1024,
-            max_concurrent_streams: 1024,
+            max_concurrent_streams: 256,
             max_concurrent_requests: 4096,
             frame_buffer_budget: 64 * 1024 * 1024,
             keep_alive: Duration::from_secs(5),

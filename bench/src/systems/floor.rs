@@ -81,8 +81,13 @@ pub async fn serve(certs: &Certs) -> anyhow::Result<SocketAddr> {
     let crypto = tls::server_config(&certs.identity(), &[ALPN_CALL])?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    // The stream limits alknet's server uses (ProtocolConfig's defaults): quinn keeps state for
+    // every stream the peer may open, so they decide much of a connection's memory.
+    let defaults = alknet::ProtocolConfig::default();
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(1024u32.into());
+    transport
+        .max_concurrent_bidi_streams(defaults.max_concurrent_streams.into())
+        .max_concurrent_uni_streams(0u8.into());
     config.transport_config(Arc::new(transport));
     let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse()?)?;
     let addr = endpoint.local_addr()?;
