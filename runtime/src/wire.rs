@@ -69,6 +69,11 @@ pub struct CallRequested {
     /// answered with `INVALID_OPERATION_TYPE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// alknet extension: the caller of a subscription accepts several items in one
+    /// `call.responded` (`payload.outputs`, an array) besides one (`payload.output`). Absent or
+    /// `false`: one item per frame, as every peer understands.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub item_batches: bool,
 }
 
 /// A typed event.
@@ -78,6 +83,9 @@ pub enum Event {
     Requested(CallRequested),
     /// `call.responded` with its output.
     Responded(Value),
+    /// `call.responded` carrying several subscription items (`payload.outputs`), sent only to
+    /// callers that asked with [`CallRequested::item_batches`].
+    RespondedItems(Vec<Value>),
     /// `call.completed`.
     Completed,
     /// `call.aborted`.
@@ -91,7 +99,7 @@ impl Event {
     pub fn event_type(&self) -> &'static str {
         match self {
             Event::Requested(_) => event_type::REQUESTED,
-            Event::Responded(_) => event_type::RESPONDED,
+            Event::Responded(_) | Event::RespondedItems(_) => event_type::RESPONDED,
             Event::Completed => event_type::COMPLETED,
             Event::Aborted => event_type::ABORTED,
             Event::Error(_) => event_type::ERROR,
@@ -174,6 +182,8 @@ struct RawEnvelope<'a> {
 struct RespondedPayload {
     #[serde(default)]
     output: Value,
+    #[serde(default)]
+    outputs: Option<Vec<Value>>,
 }
 
 #[derive(Serialize)]
@@ -187,6 +197,11 @@ struct EnvelopeOut<'a, P> {
 #[derive(Serialize)]
 struct OutputPayload<'a> {
     output: &'a Value,
+}
+
+#[derive(Serialize)]
+struct OutputsPayload<'a> {
+    outputs: &'a [Value],
 }
 
 #[derive(Serialize)]
@@ -278,6 +293,30 @@ impl<T: Serialize + Send> WriteJson for T {
 pub struct OutputFrames {
     /// `{"type":"call.responded","id":<id>,"payload":{"output":`
     prefix: Vec<u8>,
+    /// Where `prefix` ends its `id`: up to here it is shared with the batch prefix.
+    payload_at: usize,
+}
+
+/// An item batch being written by [`OutputFrames::push_item`]: one `call.responded` frame
+/// whose payload is `{"outputs": [...]}`.
+#[derive(Debug)]
+pub struct ItemBatch {
+    /// Where the frame's length prefix is in the buffer.
+    start: usize,
+    /// Items written so far.
+    items: usize,
+}
+
+impl ItemBatch {
+    /// Items in the batch so far.
+    pub fn len(&self) -> usize {
+        self.items
+    }
+
+    /// Whether no item was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
 }
 
 impl OutputFrames {
@@ -288,8 +327,9 @@ impl OutputFrames {
         prefix.extend_from_slice(event_type::RESPONDED.as_bytes());
         prefix.extend_from_slice(b"\",\"id\":");
         serde_json::to_writer(&mut prefix, id).expect("a string serializes");
+        let payload_at = prefix.len();
         prefix.extend_from_slice(b",\"payload\":{\"output\":");
-        Self { prefix }
+        Self { prefix, payload_at }
     }
 
     /// Appends the frame carrying `output` to `buf`; leaves `buf` as it was when the output
@@ -306,6 +346,66 @@ impl OutputFrames {
             out.get_mut().put_slice(b"}}");
             Ok(())
         })
+    }
+
+    /// Adds `output` to the item batch being written at the end of `buf`, starting one when
+    /// `batch` is `None` (see protocol.md, "Item batches"). Leaves `buf` as it was when the
+    /// output cannot be serialized, or when adding it would take the frame over `max_len`
+    /// (then finish the batch and put the item in a frame of its own).
+    pub fn push_item(
+        &self,
+        batch: &mut Option<ItemBatch>,
+        output: &JsonOutput,
+        buf: &mut BytesMut,
+        max_len: u32,
+    ) -> Result<(), FrameError> {
+        let mark = buf.len();
+        let open = batch.get_or_insert_with(|| {
+            let start = buf.len();
+            buf.put_u32(0);
+            buf.put_slice(&self.prefix[..self.payload_at]);
+            buf.put_slice(b",\"payload\":{\"outputs\":[");
+            ItemBatch { start, items: 0 }
+        });
+        if open.items > 0 {
+            buf.put_u8(b',');
+        }
+        let written = output.write_to(&mut (&mut *buf).writer());
+        // The body once closed with `]}}`.
+        let body_len = buf.len() + 3 - open.start - 4;
+        let refused = match written {
+            Err(error) => Some(FrameError::Unserializable(error.to_string())),
+            Ok(()) if body_len > max_len as usize => Some(FrameError::TooLarge {
+                len: u32::try_from(body_len).unwrap_or(u32::MAX),
+                max: max_len,
+            }),
+            Ok(()) => None,
+        };
+        match refused {
+            None => {
+                open.items += 1;
+                Ok(())
+            }
+            Some(error) => {
+                if open.items == 0 {
+                    buf.truncate(open.start);
+                    *batch = None;
+                } else {
+                    buf.truncate(mark);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Closes the item batch at the end of `buf`, if one is open.
+    pub fn finish_items(&self, batch: &mut Option<ItemBatch>, buf: &mut BytesMut) {
+        let Some(open) = batch.take() else {
+            return;
+        };
+        buf.put_slice(b"]}}");
+        let body_len = (buf.len() - open.start - 4) as u32;
+        buf[open.start..open.start + 4].copy_from_slice(&body_len.to_be_bytes());
     }
 }
 
@@ -338,7 +438,10 @@ impl Message {
             event_type::REQUESTED => Event::Requested(parse(&id, event_type::REQUESTED, payload)?),
             event_type::RESPONDED => {
                 let p: RespondedPayload = parse(&id, event_type::RESPONDED, payload)?;
-                Event::Responded(p.output)
+                match p.outputs {
+                    Some(items) => Event::RespondedItems(items),
+                    None => Event::Responded(p.output),
+                }
             }
             event_type::COMPLETED => Event::Completed,
             event_type::ABORTED => Event::Aborted,
@@ -372,6 +475,14 @@ impl Message {
                     event_type,
                     id,
                     payload: OutputPayload { output },
+                },
+            ),
+            Event::RespondedItems(outputs) => serde_json::to_writer(
+                out,
+                &EnvelopeOut {
+                    event_type,
+                    id,
+                    payload: OutputsPayload { outputs },
                 },
             ),
             Event::Completed | Event::Aborted => serde_json::to_writer(
@@ -424,6 +535,8 @@ pub(crate) enum ReceivedEvent {
     Requested(CallRequested),
     /// `call.responded`: the output's JSON text.
     Output(Bytes),
+    /// `call.responded` with several items (`outputs`): each item's JSON text.
+    Outputs(Vec<Bytes>),
     /// `call.completed`.
     Completed,
     /// `call.aborted`.
@@ -450,6 +563,14 @@ impl Received {
             Event::Responded(output) => ReceivedEvent::Output(Bytes::from(
                 serde_json::to_vec(&output).expect("a JSON value serializes"),
             )),
+            Event::RespondedItems(items) => ReceivedEvent::Outputs(
+                items
+                    .iter()
+                    .map(|item| {
+                        Bytes::from(serde_json::to_vec(item).expect("a JSON value serializes"))
+                    })
+                    .collect(),
+            ),
             Event::Completed => ReceivedEvent::Completed,
             Event::Aborted => ReceivedEvent::Aborted,
             Event::Error(error) => ReceivedEvent::Error(error),
@@ -468,6 +589,8 @@ struct SinglePass<'b> {
 struct RawOutput<'a> {
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    outputs: Option<Vec<&'a RawValue>>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for SinglePass<'_> {
@@ -503,11 +626,17 @@ impl<'de> serde::de::Visitor<'de> for SinglePass<'_> {
                         event_type::REQUESTED => ReceivedEvent::Requested(map.next_value()?),
                         event_type::RESPONDED => {
                             let raw: RawOutput<'de> = map.next_value()?;
-                            ReceivedEvent::Output(match raw.output {
-                                Some(output) => slice_of(self.body, output.get())
-                                    .ok_or_else(|| A::Error::custom("output not borrowed"))?,
-                                None => Bytes::from_static(b"null"),
-                            })
+                            let slice = |raw: &RawValue| {
+                                slice_of(self.body, raw.get())
+                                    .ok_or_else(|| A::Error::custom("output not borrowed"))
+                            };
+                            match (raw.outputs, raw.output) {
+                                (Some(items), _) => ReceivedEvent::Outputs(
+                                    items.into_iter().map(slice).collect::<Result<_, _>>()?,
+                                ),
+                                (None, Some(output)) => ReceivedEvent::Output(slice(output)?),
+                                (None, None) => ReceivedEvent::Output(Bytes::from_static(b"null")),
+                            }
                         }
                         event_type::COMPLETED => {
                             map.next_value::<IgnoredAny>()?;
@@ -562,6 +691,8 @@ pub(crate) struct RequestOut<'a, I: ?Sized> {
     pub timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub item_batches: bool,
 }
 
 /// Encodes a `call.requested` frame for request `id` without going through [`Message`]: the
@@ -805,6 +936,52 @@ mod tests {
         assert_eq!(&buf[..], b"kept");
     }
 
+    #[test]
+    fn item_batches_hold_what_fits_and_refuse_the_rest_cleanly() {
+        let frames = OutputFrames::new("s");
+        let (mut buf, mut batch) = (BytesMut::new(), None);
+        for n in 1..=3 {
+            let item = JsonOutput::typed(json!({"n": n}));
+            frames.push_item(&mut batch, &item, &mut buf, 200).unwrap();
+        }
+        assert_eq!(batch.as_ref().map(ItemBatch::len), Some(3));
+        // An item that would take the frame over the limit, or that cannot be written, is
+        // refused and leaves the batch as it was.
+        let big = JsonOutput::from(json!("x".repeat(300)));
+        let too_large = frames.push_item(&mut batch, &big, &mut buf, 200);
+        assert!(matches!(too_large, Err(FrameError::TooLarge { .. })));
+        let unwritable = JsonOutput::typed(std::collections::HashMap::from([((1, 2), 3)]));
+        let refused = frames.push_item(&mut batch, &unwritable, &mut buf, 200);
+        assert!(matches!(refused, Err(FrameError::Unserializable(_))));
+        frames.finish_items(&mut batch, &mut buf);
+        assert!(batch.is_none());
+        let message = Message::decode(&buf[4..]).unwrap();
+        let expected: Vec<Value> = (1..=3).map(|n| json!({"n": n})).collect();
+        assert_eq!(
+            message,
+            Message::new("s", Event::RespondedItems(expected.clone()))
+        );
+        // The single-pass reader sees the same items.
+        match Received::decode(&buf.clone().freeze().slice(4..))
+            .unwrap()
+            .event
+        {
+            ReceivedEvent::Outputs(items) => {
+                let items: Vec<Value> = items
+                    .iter()
+                    .map(|i| serde_json::from_slice(i).unwrap())
+                    .collect();
+                assert_eq!(items, expected);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A first item that does not fit leaves nothing behind.
+        let mut empty = BytesMut::new();
+        let mut none = None;
+        assert!(frames.push_item(&mut none, &big, &mut empty, 200).is_err());
+        assert!(none.is_none() && empty.is_empty());
+    }
+
     fn all_messages() -> Vec<Message> {
         vec![
             Message::new(
@@ -815,6 +992,7 @@ mod tests {
                     auth_token: Some("t".into()),
                     timeout_ms: Some(5),
                     stream: Some(false),
+                    item_batches: false,
                 }),
             ),
             Message::new("2", Event::Responded(json!({"sum": 3}))),
@@ -921,6 +1099,7 @@ mod tests {
                 auth_token: Some("t"),
                 timeout_ms: Some(5),
                 stream: Some(false),
+                item_batches: false,
             },
             DEFAULT_MAX_FRAME_LEN,
         )
@@ -938,6 +1117,7 @@ mod tests {
                     auth_token: None,
                     timeout_ms: None,
                     stream: None,
+                    item_batches: false,
                 },
                 100
             )

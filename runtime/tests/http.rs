@@ -470,6 +470,7 @@ fn requested(id: &str, op: &str, input: Value) -> Message {
             auth_token: None,
             timeout_ms: None,
             stream: None,
+            item_batches: false,
         }),
     )
 }

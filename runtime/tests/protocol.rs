@@ -1058,3 +1058,130 @@ async fn clients_can_verify_against_a_ca() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The `call.requested` of a subscription, asking for item batches or not.
+fn subscribe_request(id: &str, op: &str, input: Value, item_batches: bool) -> Message {
+    Message::new(
+        id,
+        Event::Requested(alknet::wire::CallRequested {
+            operation_id: op.into(),
+            input,
+            auth_token: None,
+            timeout_ms: None,
+            stream: Some(true),
+            item_batches,
+        }),
+    )
+}
+
+/// Reads a subscription's answers up to its end: the items in order and how many frames
+/// carried them.
+async fn read_items(stream: &mut RawStream) -> (Vec<Value>, usize) {
+    let (mut items, mut frames) = (Vec::new(), 0);
+    loop {
+        match stream.next().await.event {
+            Event::Responded(item) => items.push(item),
+            Event::RespondedItems(batch) => {
+                assert!(!batch.is_empty(), "an empty batch");
+                items.extend(batch);
+            }
+            Event::Completed => return (items, frames),
+            other => panic!("unexpected {other:?}"),
+        }
+        frames += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_items_come_in_batches_only_for_callers_that_ask() {
+    let node = TestNode::start();
+    let raw = node.raw_call().await;
+    let expected: Vec<Value> = (1..=100).map(|n| json!({"n": n})).collect();
+    // A caller that does not know the extension gets one item per frame.
+    let mut old = RawStream::open(&raw).await;
+    old.send(&subscribe_request(
+        "s",
+        "/demo/ticks",
+        json!({"count": 100}),
+        false,
+    ))
+    .await;
+    assert_eq!(read_items(&mut old).await, (expected.clone(), 100));
+    // One that asks gets the items that are ready together in one frame.
+    let mut new = RawStream::open(&raw).await;
+    new.send(&subscribe_request(
+        "s",
+        "/demo/ticks",
+        json!({"count": 100}),
+        true,
+    ))
+    .await;
+    let (items, frames) = read_items(&mut new).await;
+    assert_eq!(items, expected);
+    assert!(frames < 10, "100 ready items came in {frames} frames");
+    // The alknet client asks, and sees every item in order.
+    let (_client, conn) = node.connect().await;
+    let items: Vec<Value> = conn
+        .subscribe_json("demo/ticks", json!({"count": 100}))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(items, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_items_from_a_server_that_does_not_batch() {
+    // A bare quinn server that ignores `item_batches` (as an older peer does): one item per
+    // frame, whatever the caller asked.
+    let identity = alknet::TlsIdentity::self_signed(&["localhost"]).unwrap();
+    let crypto = alknet::tls::server_config(&identity, &[alknet::tls::ALPN_CALL]).unwrap();
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).unwrap();
+    let config = quinn::ServerConfig::with_crypto(std::sync::Arc::new(crypto));
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Arc::clone(&asked);
+    tokio::spawn(async move {
+        let conn = endpoint.accept().await.unwrap().await.unwrap();
+        let (mut send, recv) = conn.accept_bi().await.unwrap();
+        let mut reader = alknet::wire::FrameReader::new(recv, u32::MAX);
+        let body = reader.next_frame().await.unwrap().unwrap();
+        let request = Message::decode(&body).unwrap();
+        let Event::Requested(call) = &request.event else {
+            panic!("not a request")
+        };
+        *seen.lock().unwrap() = Some(call.item_batches);
+        for n in 1..=5 {
+            let item = Message::new(request.id.clone(), Event::Responded(json!({"n": n})));
+            send.write_all(&encode_frame(&item, u32::MAX).unwrap())
+                .await
+                .unwrap();
+        }
+        let end = Message::new(request.id.clone(), Event::Completed);
+        send.write_all(&encode_frame(&end, u32::MAX).unwrap())
+            .await
+            .unwrap();
+        let _ = send.finish();
+        conn.closed().await;
+    });
+    let client = Client::new(ClientOptions::new(alknet::ServerVerification::pin(
+        identity.fingerprint(),
+    )))
+    .unwrap();
+    let conn = client.connect(addr, "localhost").await.unwrap();
+    let items: Vec<Value> = conn
+        .subscribe_json("demo/ticks", json!({"count": 5}))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(items, (1..=5).map(|n| json!({"n": n})).collect::<Vec<_>>());
+    assert_eq!(
+        *asked.lock().unwrap(),
+        Some(true),
+        "the client asked for batches"
+    );
+}

@@ -19,6 +19,7 @@ use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::node::dispatch::GuardedStream;
 use crate::node::request::Request;
+use crate::wire::FrameError;
 use crate::wire::{CallRequested, Event, JsonOutput, Message, OutputFrames, encode_frame_into};
 
 /// Bytes of subscription items gathered into one frame batch at most.
@@ -104,6 +105,7 @@ impl ConnInner {
             .map(Arc::new)
             .or_else(|| self.identity.clone());
         let cancel = CancellationToken::new();
+        let item_batches = request.item_batches;
         // A caller that does not say which shape it expects gets the operation's.
         let wants_stream = request.stream.unwrap_or_else(|| {
             crate::node::dispatch::is_subscription(&self.node.registry, &request.operation_id)
@@ -152,29 +154,26 @@ impl ConnInner {
             .lock()
             .expect("running lock")
             .insert(id.clone(), cancel.clone());
-        let task = Arc::clone(self).run_request(
+        let reply = Reply {
             id,
-            work,
-            tx.for_operation(),
-            cancel,
-            stream_token.clone(),
-            slot,
-        );
+            tx: tx.for_operation(),
+            item_batches,
+        };
+        let task = Arc::clone(self).run_request(reply, work, cancel, stream_token.clone(), slot);
         self.node.tracker.spawn(task.instrument(span));
     }
 
     async fn run_request(
         self: Arc<Self>,
-        id: String,
+        reply: Reply,
         work: Work,
-        tx: FrameSender,
         cancel: CancellationToken,
         stream_token: CancellationToken,
         _slot: OwnedSemaphorePermit,
     ) {
         let _running = RunningGuard {
             inner: &self,
-            id: id.clone(),
+            id: reply.id.clone(),
         };
         let items = match work {
             Work::Stream(items) => *items,
@@ -196,29 +195,29 @@ impl ConnInner {
                 };
                 match answer {
                     Outcome::Unary(outcome) => {
-                        self.answer(&tx, id, outcome).await;
+                        let _ = self.send_outcome(&reply.tx, &reply.id, outcome).await;
                         return;
                     }
                     Outcome::Stream(items) => items,
                 }
             }
         };
-        self.stream_items(id, items, tx, cancel, stream_token).await;
-    }
-
-    async fn answer(&self, tx: &FrameSender, id: String, outcome: Result<JsonOutput, CallError>) {
-        let _ = self.send_outcome(tx, &id, outcome).await;
+        self.stream_items(reply, items, cancel, stream_token).await;
     }
 
     /// Sends a subscription's items, gathering those that are ready at once into one batch.
     async fn stream_items(
         &self,
-        id: String,
+        reply: Reply,
         mut items: impl Stream<Item = Result<JsonOutput, CallError>> + Unpin,
-        tx: FrameSender,
         cancel: CancellationToken,
         stream_token: CancellationToken,
     ) {
+        let Reply {
+            id,
+            tx,
+            item_batches,
+        } = reply;
         let max_len = self.config().max_frame_len;
         let frames = OutputFrames::new(&id);
         let mut batch = BytesMut::new();
@@ -244,22 +243,37 @@ impl ConnInner {
             // time. (Not a full batch's worth each time: a trickle of small items would each
             // pin a large allocation while queued.)
             batch.reserve(last_batch_len);
+            // With `item_batches`, ready items share frames (`payload.outputs`).
+            let mut open = None;
             while let Some(item) = next.take() {
                 let encoded = match item {
+                    Some(Ok(output)) if item_batches => {
+                        match frames.push_item(&mut open, &output, &mut batch, max_len) {
+                            // Too large to join the batch: it closes, the item goes alone.
+                            Err(FrameError::TooLarge { .. }) if open.is_some() => {
+                                frames.finish_items(&mut open, &mut batch);
+                                frames.encode_into(&output, &mut batch, max_len)
+                            }
+                            pushed => pushed,
+                        }
+                    }
                     Some(Ok(output)) => frames.encode_into(&output, &mut batch, max_len),
                     Some(Err(error)) => {
                         finished = true;
+                        frames.finish_items(&mut open, &mut batch);
                         let error = Message::new(id.as_str(), Event::Error(error));
                         encode_frame_into(&error, &mut batch, max_len)
                     }
                     None => {
                         finished = true;
+                        frames.finish_items(&mut open, &mut batch);
                         let completed = Message::new(id.as_str(), Event::Completed);
                         encode_frame_into(&completed, &mut batch, max_len)
                     }
                 };
                 if let Err(error) = encoded {
                     finished = true;
+                    frames.finish_items(&mut open, &mut batch);
                     encode_unsendable(&mut batch, &id, &error);
                 }
                 if finished || batch.len() >= ITEM_BATCH_BYTES {
@@ -267,12 +281,23 @@ impl ConnInner {
                 }
                 next = items.next().now_or_never();
             }
+            frames.finish_items(&mut open, &mut batch);
             last_batch_len = batch.len();
             if tx.send(batch.split().freeze()).await.is_err() || finished {
                 return;
             }
         }
     }
+}
+
+/// Where and how a request running in a task is answered.
+struct Reply {
+    /// The request's wire id.
+    id: String,
+    /// The stream it came on (counting the request as an operation in flight).
+    tx: FrameSender,
+    /// The caller accepts several subscription items per frame.
+    item_batches: bool,
 }
 
 /// A request that did not finish on its first poll.

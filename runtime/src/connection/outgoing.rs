@@ -4,7 +4,7 @@
 //! each subscription gets a stream of its own. Requests are tracked by numeric id in a pending
 //! table until their answer arrives; a caller that goes away sends `call.aborted`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -247,6 +247,7 @@ impl Connection {
                 source: Source::Stream {
                     frames,
                     id: id.to_string(),
+                    queued: VecDeque::new(),
                 },
                 guard: AbortOnDrop {
                     inner: Arc::clone(inner),
@@ -307,6 +308,8 @@ impl ConnInner {
                 .or(self.node.default_token.as_deref()),
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             stream: Some(stream),
+            // Every subscription of this client takes several items per frame.
+            item_batches: stream,
         };
         encode_request_frame(id, &request, self.config().max_frame_len)
     }
@@ -537,6 +540,8 @@ enum Source {
         frames: BoxStream<'static, Result<Option<Bytes>, FrameError>>,
         /// The request's wire id.
         id: String,
+        /// The rest of an item batch whose first item was handed out.
+        queued: VecDeque<Bytes>,
     },
     /// A message link: the connection's reader hands over the answers.
     Channel(mpsc::Receiver<StreamEvent>),
@@ -589,7 +594,10 @@ impl Subscription {
                 Some(StreamEvent::Failed(error)) => Next::Failed(error),
                 None => lost(&self.guard.inner),
             }),
-            Source::Stream { frames, id } => loop {
+            Source::Stream { frames, id, queued } => loop {
+                if let Some(item) = queued.pop_front() {
+                    return Poll::Ready(Next::Item(item));
+                }
                 let body = match ready!(frames.poll_next_unpin(cx)) {
                     Some(Ok(Some(body))) => body,
                     Some(Err(FrameError::Io(error))) => {
@@ -625,6 +633,12 @@ impl Subscription {
                 };
                 return Poll::Ready(match event {
                     ReceivedEvent::Output(output) => Next::Item(output),
+                    ReceivedEvent::Outputs(items) => {
+                        let mut items = items.into_iter();
+                        let Some(first) = items.next() else { continue };
+                        queued.extend(items);
+                        Next::Item(first)
+                    }
                     ReceivedEvent::Completed => Next::Completed,
                     ReceivedEvent::Error(error) => Next::Failed(error),
                     ReceivedEvent::Requested(_) | ReceivedEvent::Aborted => continue,

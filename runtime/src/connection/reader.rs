@@ -197,6 +197,11 @@ impl ConnInner {
             }
             ReceivedEvent::Aborted => self.incoming.abort(&id),
             ReceivedEvent::Output(output) => self.deliver(&id, key, Ok(output), false).await,
+            ReceivedEvent::Outputs(items) => {
+                for item in items {
+                    self.deliver(&id, key, Ok(item), false).await;
+                }
+            }
             ReceivedEvent::Error(error) => self.deliver(&id, key, Err(error), true).await,
             ReceivedEvent::Completed => self.complete(&id).await,
         }

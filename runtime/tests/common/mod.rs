@@ -350,6 +350,7 @@ pub fn requested(id: &str, op: &str, input: Value) -> Message {
             auth_token: None,
             timeout_ms: None,
             stream: None,
+            item_batches: false,
         }),
     )
 }
