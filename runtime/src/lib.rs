@@ -92,7 +92,7 @@ pub use connection::{Connection, PairOptions, Subscription, TypedSubscription};
 pub use context::Context;
 pub use error::CallError;
 #[cfg(feature = "http")]
-pub use gateway::HttpOptions;
+pub use gateway::{HttpLimits, HttpOptions};
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
 pub use node::env::{Env, NestedOptions};
 pub use peer::{CallOptions, Peer};

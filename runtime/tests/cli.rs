@@ -171,6 +171,8 @@ fn serve_with_the_http_gateway() {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--allow-host",
+            "node.example",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -187,7 +189,7 @@ fn serve_with_the_http_gateway() {
         .to_owned();
     let mut stream = std::net::TcpStream::connect(&http).unwrap();
     let body = r#"{"operation": "demo/add", "input": {"a": 1, "b": 2}}"#;
-    write!(stream, "POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(stream, "POST /call HTTP/1.1\r\nHost: node.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

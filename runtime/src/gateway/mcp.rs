@@ -318,8 +318,11 @@ pub(super) fn service(
     node: Arc<Node>,
     gateway_mode: bool,
 ) -> StreamableHttpService<impl ServerHandler, LocalSessionManager> {
-    let config =
-        StreamableHttpServerConfig::default().with_cancellation_token(node.shutdown.child_token());
+    // The gateway checks `Host` (and `Origin`) for every route, MCP included, against the
+    // node's own list: rmcp's loopback-only default would refuse names the node serves.
+    let config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(node.shutdown.child_token())
+        .disable_allowed_hosts();
     let handler = McpServer { node, gateway_mode };
     StreamableHttpService::new(
         move || Ok(handler.clone()),

@@ -25,6 +25,7 @@
 
 mod auth;
 mod batch;
+mod listener;
 #[cfg(feature = "mcp")]
 mod mcp;
 mod origin;
@@ -37,9 +38,9 @@ use std::sync::Arc;
 
 use alknet_spec::openapi::{OpenApiInfo, openapi_document};
 use axum::Router;
-use tokio_util::sync::CancellationToken;
 
 pub use batch::MAX_BATCH;
+pub use listener::HttpLimits;
 
 use crate::node::Node;
 use crate::quic::{EndpointError, Server};
@@ -61,6 +62,12 @@ pub struct HttpOptions {
     /// is refused on `/alknet/call` and `/mcp`. Requests without `Origin` (not a browser) are
     /// unaffected.
     pub cors_origins: Vec<String>,
+    /// Host names the gateway answers to besides IP addresses, `localhost` and the host of
+    /// `public_url`. A request whose `Host` names anything else is refused (403): a page on a
+    /// domain its attacker points at this node's address (DNS rebinding) gets nothing.
+    pub allowed_hosts: Vec<String>,
+    /// Limits on connections: how many, and how long each may take for a request head.
+    pub limits: HttpLimits,
 }
 
 impl Server {
@@ -91,7 +98,12 @@ impl Server {
             }
         });
         let router = router(Arc::clone(&node), &options, &server_url);
-        tokio::spawn(serve(listener, router, node.shutdown.clone()));
+        tokio::spawn(listener::serve(
+            listener,
+            router,
+            options.limits.clone(),
+            node.shutdown.clone(),
+        ));
         Ok(bound)
     }
 }
@@ -109,6 +121,10 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     openapi["servers"] = serde_json::json!([{ "url": server_url }]);
     let openapi = Arc::new(openapi);
     let origins = origin::Origins::new(&options.cors_origins);
+    let policy = origin::Policy {
+        origins: origins.clone(),
+        hosts: origin::Hosts::new(&options.allowed_hosts, options.public_url.as_deref()),
+    };
     let routes = routes::routes(Gateway {
         node: Arc::clone(&node),
         openapi,
@@ -120,27 +136,6 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let _ = (node, options);
     // Browsers: the WebSocket and MCP accept only listed origins; CORS answers their preflights.
     routes
-        .layer(axum::middleware::from_fn_with_state(
-            origins.clone(),
-            origin::guard,
-        ))
+        .layer(axum::middleware::from_fn_with_state(policy, origin::guard))
         .layer(origins.cors())
-}
-
-/// Serves the gateway on `listener` until `shutdown` is cancelled.
-async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
-    use axum::serve::ListenerExt;
-    // Answers are small and written whole: without TCP_NODELAY, Nagle holds a response back
-    // until the client's delayed ACK (tens of ms on a keep-alive connection).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY could not be set");
-        }
-    });
-    let _ = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await;
 }

@@ -13,13 +13,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::bearer_identity;
 use super::batch::{BatchCall, parse_batch, run_batch};
+use super::listener::Activity;
 use super::sse::{self, END_ID};
 use crate::error::CallError;
 use crate::identity::Identity;
@@ -391,16 +392,20 @@ async fn json_errors(request: HttpRequest, next: Next) -> Response {
 async fn websocket(
     State(gateway): State<Gateway>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    activity: Option<Extension<Activity>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
     let max = gateway.node.config.max_frame_len as usize;
+    // The session keeps its connection busy: it is not idle, whatever HTTP sees.
+    let busy = activity.map(|Extension(activity)| activity.enter());
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            super::websocket::serve_session(gateway.node, caller.identity, remote, socket)
+        .on_upgrade(move |socket| async move {
+            let _busy = busy;
+            super::websocket::serve_session(gateway.node, caller.identity, remote, socket).await
         })
 }
 

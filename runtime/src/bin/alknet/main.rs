@@ -178,6 +178,19 @@ struct ServeArgs {
     /// WebSocket and use MCP (repeatable). Default: none, no cross-origin access.
     #[arg(long = "cors", value_name = "ORIGIN", requires = "http")]
     cors: Vec<String>,
+    /// A host name the HTTP gateway answers to (repeatable), besides IP addresses, `localhost`
+    /// and the host of --public-url. Requests naming any other host are refused (403), so a
+    /// domain pointed at this node (DNS rebinding) reaches nothing.
+    #[arg(long = "allow-host", value_name = "NAME", requires = "http")]
+    allow_host: Vec<String>,
+    /// HTTP connections open at once; when all are taken the one idle longest makes room, and
+    /// when none is idle a newcomer gets 503.
+    #[arg(long, default_value_t = alknet::HttpLimits::default().max_connections, requires = "http")]
+    http_max_connections: usize,
+    /// Seconds an HTTP connection has to send a request's head, counted from when it starts
+    /// waiting (so also how long an idle keep-alive connection is kept).
+    #[arg(long, default_value_t = alknet::HttpLimits::default().request_head_timeout.as_secs(), requires = "http")]
+    http_head_timeout_secs: u64,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -213,6 +226,31 @@ struct Target {
     /// Private key (PEM) of `--cert`.
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
+}
+
+/// Raises this process's soft limit on open files to its hard limit: a node holds a socket
+/// per HTTP connection, and Debian's default soft limit (1024) is below the gateway's own cap
+/// plus everything else a node keeps open. The caps, not the descriptor limit, then decide
+/// who is refused.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::debug!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "open file limit raised"
+                );
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -403,6 +441,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let mut options = ServerOptions::new(args.listen);
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
@@ -441,6 +480,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 mcp_gateway_mode: args.mcp_gateway,
                 public_url: args.public_url.clone(),
                 cors_origins: args.cors.clone(),
+                allowed_hosts: args.allow_host.clone(),
+                limits: alknet::HttpLimits {
+                    max_connections: args.http_max_connections,
+                    request_head_timeout: Duration::from_secs(args.http_head_timeout_secs),
+                },
             };
             format!(
                 " http={}",

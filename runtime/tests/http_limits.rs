@@ -1,0 +1,231 @@
+//! The gateway against clients that hold its connections: trickled and missing request heads,
+//! idle sockets, more connections than the cap, and `Host` names it does not serve.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use alknet::{HttpLimits, HttpOptions, Server, ServerOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(options: HttpOptions) -> (Server, SocketAddr) {
+    let server = Server::bind(
+        alknet::demo::registry(),
+        ServerOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let addr = server
+        .serve_http_with("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    (server, addr)
+}
+
+fn limits(max_connections: usize, request_head_timeout: Duration) -> HttpOptions {
+    HttpOptions {
+        limits: HttpLimits {
+            max_connections,
+            request_head_timeout,
+        },
+        ..HttpOptions::default()
+    }
+}
+
+/// Whether the server closes `socket` within `within`, draining whatever it sends first.
+async fn closed_within(socket: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// One request on a fresh connection; the status line's code.
+async fn status_of(addr: SocketAddr, request: &str) -> u16 {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get(path: &str, host: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_heads_and_idle_connections_are_closed_in_time() {
+    let (_server, addr) = start(limits(64, Duration::from_secs(1))).await;
+    // Headers one byte every 200 ms: still unfinished when the second is up.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let trickle = async {
+        for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaa".iter().cycle() {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), trickle).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "a trickling client kept its connection {took:?}"
+    );
+    // A connection that never sends anything, and one idle after a request.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    kept_alive.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 512];
+    let n = kept_alive.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut kept_alive, Duration::from_secs(3)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_make_room_for_new_clients() {
+    let (_server, addr) = start(limits(4, Duration::from_secs(30))).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every place is taken by a socket that sends nothing: newcomers still get in (and stay
+    // connected)...
+    let mut newcomers = Vec::new();
+    for _ in 0..3 {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = [0u8; 512];
+        let n = socket.read(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+        newcomers.push(socket);
+    }
+    // ...because the idle ones were closed to make room, oldest first.
+    let mut closed = 0;
+    for socket in &mut idle {
+        if closed_within(socket, Duration::from_millis(500)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 3, "one idle socket per newcomer was closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_connection_is_busy_newcomers_get_503() {
+    let (_server, addr) = start(limits(2, Duration::from_secs(30))).await;
+    // Two subscriptions that last about 2.5 s keep both places busy.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        let body = r#"{"operation":"demo/ticks","input":{"count":50,"intervalMs":50}}"#;
+        let request = format!(
+            "POST /subscribe HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut first = [0u8; 64];
+        let n = socket.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        streams.push(socket);
+    }
+    assert_eq!(
+        status_of(addr, &get("/healthz", &addr.to_string())).await,
+        503
+    );
+    // Once they end, their connections are idle again and make room.
+    for socket in &mut streams {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("event: completed") {
+            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+                .await
+                .expect("the subscription ends")
+                .unwrap();
+            assert!(n > 0, "closed before the end");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        status_of(addr, &get("/healthz", &addr.to_string())).await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_session_keeps_its_connection_busy() {
+    let (_server, addr) = start(limits(1, Duration::from_secs(30))).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/alknet/call"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The session is not idle, so it is not closed for the newcomer.
+    assert_eq!(
+        status_of(addr, &get("/healthz", &addr.to_string())).await,
+        503
+    );
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_of(addr, &get("/healthz", &addr.to_string())).await,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_nodes_own_host_names_are_served() {
+    let options = HttpOptions {
+        allowed_hosts: vec!["node.example".into()],
+        public_url: Some("https://api.example:8443/base".into()),
+        ..HttpOptions::default()
+    };
+    let (_server, addr) = start(options).await;
+    let port = addr.port();
+    for (host, expected) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("node.example:{port}"), 200),
+        ("NODE.example".to_owned(), 200),
+        ("api.example".to_owned(), 200),
+        // A name someone pointed at this node's address: DNS rebinding.
+        (format!("evil.example:{port}"), 403),
+        ("node.example.evil.example".to_owned(), 403),
+    ] {
+        assert_eq!(
+            status_of(addr, &get("/healthz", &host)).await,
+            expected,
+            "{host}"
+        );
+    }
+    // The refusal is a JSON error on every route, operations included.
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"operation":"demo/add","input":{"a":1,"b":2}}"#;
+    let request = format!(
+        "POST /call HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("\"code\":\"FORBIDDEN\""), "{answer}");
+}
