@@ -40,6 +40,23 @@ pub struct ProtocolConfig {
     /// (default 64 MiB, at least `max_frame_len`). Bounds the memory a peer can pin by starting
     /// big frames on many streams at once.
     pub frame_buffer_budget: usize,
+    /// Bytes of large frames all connections of a node may hold together while they are being
+    /// read (default 256 MiB, at least `max_frame_len`): many connections cannot add their
+    /// `frame_buffer_budget`s up.
+    pub node_frame_budget: usize,
+    /// How long a large frame waits for room in those budgets (default 5 s). Then its stream is
+    /// ended with the resource-limit code (protocol.md) and the peer's calls on it fail with a
+    /// retryable error, instead of the stream holding what QUIC buffered for it.
+    pub frame_budget_wait: Duration,
+    /// How long a large frame may take to arrive once it has its budget (default 30 s): a peer
+    /// that announces a large frame and trickles it, or stops, does not hold the budget longer.
+    pub large_frame_timeout: Duration,
+    /// Bytes QUIC buffers for one stream that this side has not read yet (default 1 MiB): the
+    /// stream's flow-control window.
+    pub stream_receive_window: u32,
+    /// Bytes QUIC buffers for a whole connection that this side has not read yet (default
+    /// 16 MiB): streams that are not being read cannot make quinn hold more than this.
+    pub connection_receive_window: u32,
     /// QUIC keep-alive interval (default 5 s), so idle subscriptions survive.
     pub keep_alive: Duration,
     /// A connection silent for this long is closed (default 30 s).
@@ -57,6 +74,11 @@ impl Default for ProtocolConfig {
             max_concurrent_streams: 256,
             max_concurrent_requests: 4096,
             frame_buffer_budget: 64 * 1024 * 1024,
+            node_frame_budget: 256 * 1024 * 1024,
+            frame_budget_wait: Duration::from_secs(5),
+            large_frame_timeout: Duration::from_secs(30),
+            stream_receive_window: 1024 * 1024,
+            connection_receive_window: 16 * 1024 * 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
         }

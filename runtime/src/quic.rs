@@ -51,6 +51,8 @@ fn transport_config(config: &ProtocolConfig) -> Result<quinn::TransportConfig, E
     transport
         .max_concurrent_bidi_streams(config.max_concurrent_streams.into())
         .max_concurrent_uni_streams(0u8.into())
+        .stream_receive_window(config.stream_receive_window.into())
+        .receive_window(config.connection_receive_window.into())
         .keep_alive_interval(Some(config.keep_alive))
         .max_idle_timeout(Some(
             config

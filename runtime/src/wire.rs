@@ -139,6 +139,18 @@ pub enum FrameError {
     /// An output to send could not be serialized as JSON.
     #[error("the output could not be serialized: {0}")]
     Unserializable(String),
+    /// A large frame could not get room in the memory budget for frames being read in time.
+    #[error("a frame of {len} bytes found no room in the memory budget for large frames")]
+    BudgetExhausted {
+        /// The announced length.
+        len: u32,
+    },
+    /// A large frame did not arrive in time once its budget was granted.
+    #[error("a frame of {len} bytes arrived too slowly")]
+    TooSlow {
+        /// The announced length.
+        len: u32,
+    },
 }
 
 /// Why a frame body is not a message.
@@ -809,10 +821,18 @@ pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max_len: u32,
-    /// Shared by the readers of one connection: bytes of large frames being held.
-    budget: Option<Arc<Semaphore>>,
-    /// The budget drawn for the frame returned last; released on the next read.
-    held: Option<OwnedSemaphorePermit>,
+    /// Budgets a large frame draws on before its body is buffered (one permit per byte): the
+    /// connection's, then the node's.
+    budgets: Vec<Arc<Semaphore>>,
+    /// The budget drawn for the frame being read or returned last; released on the next read.
+    held: Vec<OwnedSemaphorePermit>,
+    /// How long a large frame waits for budget before it is refused; `None`: as long as it
+    /// takes.
+    budget_wait: Option<std::time::Duration>,
+    /// How long a large frame may take to arrive once its budget is granted; `None`: no limit.
+    large_frame_timeout: Option<std::time::Duration>,
+    /// When the large frame being read must be complete.
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -822,15 +842,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             buf: BytesMut::with_capacity(8 * 1024),
             max_len,
-            budget: None,
-            held: None,
+            budgets: Vec::new(),
+            held: Vec::new(),
+            budget_wait: None,
+            large_frame_timeout: None,
+            deadline: None,
         }
     }
 
     /// Makes frames above [`SMALL_FRAME_LEN`] wait for room in `budget` (one permit per byte)
-    /// before their body is buffered. The budget must hold at least `max_len` permits.
+    /// before their body is buffered; called again, they draw on each budget in turn. A budget
+    /// must hold at least `max_len` permits.
     pub fn with_budget(mut self, budget: Arc<Semaphore>) -> Self {
-        self.budget = Some(budget);
+        self.budgets.push(budget);
+        self
+    }
+
+    /// Refuses a large frame ([`FrameError::BudgetExhausted`]) that could not get its budget
+    /// within `wait`, and one whose body did not arrive within `timeout` of getting it
+    /// ([`FrameError::TooSlow`]): a peer that announces large frames and sends them slowly, or
+    /// not at all, then holds a budget for a bounded time only.
+    pub fn with_large_frame_limits(
+        mut self,
+        wait: std::time::Duration,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.budget_wait = Some(wait);
+        self.large_frame_timeout = Some(timeout);
         self
     }
 
@@ -854,7 +892,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The length prefix is checked before the body is buffered, so a hostile prefix costs four
     /// bytes, never an allocation of its size.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
-        self.held = None;
+        self.held.clear();
+        self.deadline = None;
         loop {
             if self.buf.len() >= 4 {
                 let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
@@ -875,24 +914,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         // Do not keep a large allocation around for the small frames to come.
                         self.buf = BytesMut::from(&self.buf[..]);
                     }
+                    self.deadline = None;
                     return Ok(Some(frame));
                 }
-                if len > SMALL_FRAME_LEN
-                    && self.held.is_none()
-                    && let Some(budget) = &self.budget
-                {
-                    let permit = Arc::clone(budget)
-                        .acquire_many_owned(len)
-                        .await
-                        .map_err(|_| std::io::Error::other("frame budget closed"))?;
-                    self.held = Some(permit);
+                if len > SMALL_FRAME_LEN && self.held.is_empty() && !self.budgets.is_empty() {
+                    self.acquire_budget(len).await?;
+                    self.deadline = self
+                        .large_frame_timeout
+                        .map(|timeout| tokio::time::Instant::now() + timeout);
                 }
                 // Reserve exactly what the announced (and already bounded) frame still needs.
                 self.buf.reserve(total - self.buf.len());
             } else if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
             }
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
+            let read = match self.deadline {
+                None => self.inner.read_buf(&mut self.buf).await?,
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
+                        .await
+                    {
+                        Ok(read) => read?,
+                        Err(_) => {
+                            return Err(FrameError::TooSlow {
+                                len: self.announced_len(),
+                            });
+                        }
+                    }
+                }
+            };
+            if read == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
@@ -900,6 +951,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 };
             }
         }
+    }
+
+    /// The length the buffered prefix announces.
+    fn announced_len(&self) -> u32 {
+        u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+    }
+
+    /// Draws `len` permits from every budget, each within the budget wait.
+    async fn acquire_budget(&mut self, len: u32) -> Result<(), FrameError> {
+        for budget in &self.budgets {
+            let acquire = Arc::clone(budget).acquire_many_owned(len);
+            let permit = match self.budget_wait {
+                None => acquire.await,
+                Some(wait) => match tokio::time::timeout(wait, acquire).await {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        self.held.clear();
+                        return Err(FrameError::BudgetExhausted { len });
+                    }
+                },
+            };
+            let permit = permit.map_err(|_| std::io::Error::other("frame budget closed"))?;
+            self.held.push(permit);
+        }
+        Ok(())
     }
 }
 

@@ -1185,3 +1185,72 @@ async fn the_client_reads_items_from_a_server_that_does_not_batch() {
         "the client asked for batches"
     );
 }
+
+/// Budgets small enough for a test to exhaust: two 2 MiB frames fill them.
+fn tight_frame_budgets() -> ProtocolConfig {
+    ProtocolConfig {
+        max_frame_len: 2 * 1024 * 1024,
+        frame_buffer_budget: 4 * 1024 * 1024,
+        node_frame_budget: 4 * 1024 * 1024,
+        frame_budget_wait: Duration::from_millis(300),
+        large_frame_timeout: Duration::from_secs(1),
+        ..ProtocolConfig::default()
+    }
+}
+
+/// Opens a stream that announces a 2 MiB frame and sends only its first 100 KiB.
+async fn start_unfinished_frame(raw: &quinn::Connection) -> quinn::SendStream {
+    let (mut send, _recv) = raw.open_bi().await.unwrap();
+    send.write_all(&(2u32 * 1024 * 1024).to_be_bytes())
+        .await
+        .unwrap();
+    send.write_all(&vec![b' '; 100 * 1024]).await.unwrap();
+    send
+}
+
+/// The code the server stopped `send` with, within `within`.
+async fn stopped_with(send: &mut quinn::SendStream, within: Duration) -> Option<u64> {
+    match tokio::time::timeout(within, send.stopped()).await {
+        Ok(Ok(Some(code))) => Some(code.into_inner()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_beyond_the_budgets_are_refused_in_time_and_others_keep_working() {
+    let node = TestNode::with_config(tight_frame_budgets());
+    let raw = node.raw_call().await;
+    // Two unfinished frames take both budgets; a third finds no room.
+    let mut holders = vec![
+        start_unfinished_frame(&raw).await,
+        start_unfinished_frame(&raw).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = start_unfinished_frame(&raw).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        stopped_with(&mut third, Duration::from_secs(3)).await,
+        Some(2),
+        "a frame without budget ends its stream with the resource-limit code"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Meanwhile a well-behaved client is served: small calls need no budget...
+    let (_client, conn) = node.connect().await;
+    let sum = conn.call_json("demo/add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(sum.unwrap(), json!({"sum": 3}));
+    // ...and a large one that finds no room fails, retryable, saying why.
+    let large = json!({"blob": "x".repeat(1024 * 1024)});
+    let refused = conn
+        .call_json("demo/echo", large.clone())
+        .await
+        .unwrap_err();
+    assert!(refused.retryable, "{refused:?}");
+    assert!(refused.message.contains("memory budget"), "{refused:?}");
+    // The holders never finish their frames: they are ended once their time is up, and
+    // the budget is free again.
+    for holder in &mut holders {
+        assert_eq!(stopped_with(holder, Duration::from_secs(3)).await, Some(2));
+    }
+    let echoed = conn.call_json("demo/echo", large.clone()).await.unwrap();
+    assert_eq!(echoed, large);
+}

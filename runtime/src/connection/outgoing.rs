@@ -26,8 +26,8 @@ use crate::error::CallError;
 use crate::peer::CallOptions;
 use crate::typed::{OpError, Operation, decode_output_text};
 use crate::wire::{
-    DecodeError, Event, FrameError, FrameReader, Message, Received, ReceivedEvent, RequestOut,
-    encode_frame, encode_request_frame,
+    DecodeError, Event, FrameError, Message, Received, ReceivedEvent, RequestOut, encode_frame,
+    encode_request_frame,
 };
 
 /// This side's requests to the peer and the streams they go out on.
@@ -236,8 +236,7 @@ impl Connection {
             if tx.send(frame).await.is_err() {
                 return Err(inner.lost_error("stream closed"));
             }
-            let reader = FrameReader::new(recv, inner.config().max_frame_len)
-                .with_budget(Arc::clone(&inner.frame_budget));
+            let reader = inner.frame_reader(recv);
             let frames = futures_util::stream::unfold(reader, |mut reader| async move {
                 let frame = reader.next_frame().await;
                 Some((frame, reader))
@@ -458,6 +457,12 @@ impl ConnInner {
 
     /// Fails every pending request matching `which` with the connection/stream loss error.
     pub(super) fn fail_pending(&self, which: impl Fn(&Pending) -> bool) {
+        let error = self.lost_error("stream closed before the answer arrived");
+        self.fail_pending_because(which, &error);
+    }
+
+    /// Fails the pending calls `which` selects with `error`.
+    pub(super) fn fail_pending_because(&self, which: impl Fn(&Pending) -> bool, error: &CallError) {
         let lost: Vec<Pending> = {
             let mut pending = self.outgoing.pending.lock().expect("pending lock");
             let ids: Vec<u64> = pending
@@ -470,9 +475,7 @@ impl ConnInner {
         for entry in lost {
             // A subscription notices the dropped sender itself (see `Subscription::poll_next`).
             if let PendingSink::Unary(tx) = entry.sink {
-                let _ = tx.send(Err(
-                    self.lost_error("stream closed before the answer arrived")
-                ));
+                let _ = tx.send(Err(error.clone()));
             }
         }
     }
@@ -603,6 +606,14 @@ impl Subscription {
                     Some(Err(FrameError::Io(error))) => {
                         debug!(%error, "subscription stream read ended");
                         return Poll::Ready(lost(&self.guard.inner));
+                    }
+                    Some(Err(
+                        error @ (FrameError::BudgetExhausted { .. } | FrameError::TooSlow { .. }),
+                    )) => {
+                        return Poll::Ready(Next::Failed(
+                            CallError::internal(format!("the subscription's stream: {error}"))
+                                .with_retryable(true),
+                        ));
                     }
                     Some(Err(error)) => {
                         return Poll::Ready(Next::Failed(CallError::internal(format!(

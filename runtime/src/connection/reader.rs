@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use super::ConnInner;
 use super::incoming::ITEM_BATCH_BYTES;
 use super::link::{Link, LinkMessage, MESSAGE_STREAM_KEY};
-use super::writer::{FrameSender, STREAM_PROTOCOL_ERROR, WriterRef};
+use super::writer::{FrameSender, STREAM_PROTOCOL_ERROR, STREAM_RESOURCE_LIMIT, WriterRef};
 use crate::error::CallError;
 use crate::wire::{
     DecodeError, Event, FrameError, FrameReader, Message, Received, ReceivedEvent, event_type,
@@ -91,8 +91,7 @@ impl ConnInner {
         token: CancellationToken,
         reader_done: CancellationToken,
     ) {
-        let mut reader = FrameReader::new(recv, self.config().max_frame_len)
-            .with_budget(Arc::clone(&self.frame_budget));
+        let mut reader = self.frame_reader(recv);
         let mut shutting_down = false;
         // Answers produced while reading: sent as one chunk once no whole frame is buffered.
         let mut out = BytesMut::new();
@@ -115,15 +114,21 @@ impl ConnInner {
                 Ok(None) => break None,
                 Err(FrameError::Io(error)) => {
                     debug!(%error, "stream read ended");
+                    if ended_for_resources(&error) {
+                        writer.set_refused_by_peer();
+                    }
                     break None;
                 }
-                Err(error) => break Some(error.to_string()),
+                Err(error @ (FrameError::BudgetExhausted { .. } | FrameError::TooSlow { .. })) => {
+                    break Some((error.to_string(), STREAM_RESOURCE_LIMIT));
+                }
+                Err(error) => break Some((error.to_string(), STREAM_PROTOCOL_ERROR)),
             };
             if let Err(problem) = self
                 .handle_body(&body, key, &writer, &token, &mut out)
                 .await
             {
-                break Some(problem);
+                break Some((problem, STREAM_PROTOCOL_ERROR));
             }
             if !out.is_empty() && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES) {
                 let chunk = out.split().freeze();
@@ -134,10 +139,17 @@ impl ConnInner {
             }
         };
         reader_done.cancel();
-        if let Some(problem) = malformed {
-            warn!(%problem, "malformed frame: ending the stream");
+        if let Some((problem, code)) = malformed {
+            if code == STREAM_RESOURCE_LIMIT {
+                warn!(%problem, "ending the stream: over a resource limit");
+            } else {
+                warn!(%problem, "malformed frame: ending the stream");
+            }
             let mut recv = reader.into_inner();
-            let _ = recv.stop(STREAM_PROTOCOL_ERROR.into());
+            let _ = recv.stop(code.into());
+            // Both directions end with the same code, so the peer's calls on the stream learn
+            // why whichever side it notices first.
+            writer.reset(code);
             // Resets the send side and aborts every handler started from this stream.
             token.cancel();
         } else if shutting_down {
@@ -151,7 +163,28 @@ impl ConnInner {
                 drop(recv);
             });
         }
-        self.fail_pending(|p| p.stream_key == key);
+        if writer.refused_by_peer() {
+            self.fail_pending_because(
+                |p| p.stream_key == key,
+                &CallError::internal(
+                    "the peer ended the stream: a frame on it was over the peer's memory budget \
+                     or arrived too slowly",
+                )
+                .with_retryable(true),
+            );
+        } else {
+            self.fail_pending(|p| p.stream_key == key);
+        }
+    }
+
+    /// A QUIC stream reader for this connection: large frames draw on the connection's and the
+    /// node's budgets, within the configured wait and arrival time.
+    pub(super) fn frame_reader(&self, recv: quinn::RecvStream) -> FrameReader<quinn::RecvStream> {
+        let config = self.config();
+        FrameReader::new(recv, config.max_frame_len)
+            .with_budget(Arc::clone(&self.frame_budget))
+            .with_budget(Arc::clone(&self.node.frame_budget))
+            .with_large_frame_limits(config.frame_budget_wait, config.large_frame_timeout)
     }
 
     /// Decodes one envelope and handles it. `Err` is a message that is not an envelope at all:
@@ -223,4 +256,13 @@ impl ConnInner {
             self.fail_one(&id, CallError::internal(problem)).await;
         }
     }
+}
+
+/// Whether a read failed because the peer reset the stream with the resource-limit code: it
+/// refused a frame this side sent (over its budget, or too slow).
+pub(super) fn ended_for_resources(error: &std::io::Error) -> bool {
+    matches!(
+        error.get_ref().and_then(|e| e.downcast_ref::<quinn::ReadError>()),
+        Some(quinn::ReadError::Reset(code)) if code.into_inner() == u64::from(STREAM_RESOURCE_LIMIT)
+    )
 }

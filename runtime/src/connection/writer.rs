@@ -36,6 +36,9 @@ use crate::wire::{
 
 /// QUIC application error code for a stream ended because of a protocol violation.
 pub(super) const STREAM_PROTOCOL_ERROR: u32 = 1;
+/// QUIC application error code for a stream ended because a frame on it went over a resource
+/// limit (no room in the frame budgets in time, or too slow to arrive). Retryable.
+pub(super) const STREAM_RESOURCE_LIMIT: u32 = 2;
 
 /// The consumer is gone (the stream failed or was reset, the transport closed): the frame was
 /// not sent.
@@ -54,6 +57,9 @@ struct FrameQueue {
     senders: AtomicUsize,
     /// Operations in flight on the connection, shared by all its streams.
     in_flight: InFlight,
+    /// The peer ended the stream with [`STREAM_RESOURCE_LIMIT`]: it refused a frame this side
+    /// sent. Set by the writer (its write was stopped) or the reader (its read was reset).
+    refused_by_peer: std::sync::atomic::AtomicBool,
 }
 
 /// The number of operations in flight on one connection (see [`FrameSender::for_operation`]).
@@ -297,6 +303,34 @@ impl WriterRef {
             WriterRef::Weak(tx) => tx.upgrade(),
         }
     }
+
+    fn queue(&self) -> &FrameQueue {
+        match self {
+            WriterRef::Strong(tx) => &tx.queue,
+            WriterRef::Weak(tx) => &tx.queue,
+        }
+    }
+
+    /// Records that the peer refused a frame this side sent on the stream (see
+    /// [`STREAM_RESOURCE_LIMIT`]).
+    pub fn set_refused_by_peer(&self) {
+        self.queue().refused_by_peer.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the peer ended the stream because it refused a frame this side sent.
+    pub fn refused_by_peer(&self) -> bool {
+        self.queue().refused_by_peer.load(Ordering::Relaxed)
+    }
+
+    /// Ends the stream's sending side at once with `code`: nothing queued goes out.
+    pub fn reset(&self, code: u32) {
+        let queue = self.queue();
+        let send = queue.lock().send.take();
+        if let Some(mut send) = send {
+            let _ = send.reset(code.into());
+        }
+        queue.close();
+    }
 }
 
 /// The consumer's side of a queue: the QUIC writer task ([`write_frames`]), or a message
@@ -324,6 +358,7 @@ pub(super) fn frame_queue(
         limit: limit.max(1),
         senders: AtomicUsize::new(1),
         in_flight,
+        refused_by_peer: std::sync::atomic::AtomicBool::new(false),
     });
     (
         FrameSender {
@@ -460,6 +495,11 @@ fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<Result<()
             }
             Poll::Ready(Err(error)) => {
                 debug!(%error, "stream write failed");
+                if matches!(error, quinn::WriteError::Stopped(code)
+                    if code.into_inner() == u64::from(STREAM_RESOURCE_LIMIT))
+                {
+                    queue.refused_by_peer.store(true, Ordering::Relaxed);
+                }
                 return Poll::Ready(Err(WriterEnd::Failed));
             }
             // QUIC wakes this task when the stream can take more.

@@ -40,6 +40,8 @@ pub(crate) struct Node {
     pub shutdown: CancellationToken,
     /// The grace period is over: answer the remaining calls and stop.
     pub hard_stop: CancellationToken,
+    /// Bytes of large frames being read on all connections (`node_frame_budget`).
+    pub frame_budget: Arc<tokio::sync::Semaphore>,
     /// Numbers requests that arrive without an id of their own (HTTP, MCP).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     next_request: AtomicU64,
@@ -53,7 +55,11 @@ impl Node {
         identities: Option<Arc<dyn IdentityProvider>>,
         default_token: Option<String>,
     ) -> Arc<Self> {
+        let frame_budget = Arc::new(tokio::sync::Semaphore::new(
+            config.node_frame_budget.max(config.max_frame_len as usize),
+        ));
         Arc::new(Self {
+            frame_budget,
             registry,
             config,
             identities,
