@@ -51,6 +51,12 @@ pub struct ProtocolConfig {
     /// How long a large frame may take to arrive once it has its budget (default 30 s): a peer
     /// that announces a large frame and trickles it, or stops, does not hold the budget longer.
     pub large_frame_timeout: Duration,
+    /// JSON values a request may hold (default 200,000), checked on requests over 64 KiB
+    /// before they are parsed: a parsed `Value` takes many times the bytes it came from, so
+    /// this, not `max_frame_len`, bounds what parsing one request can cost (about 20 MB at the
+    /// default). Over it, the request is answered `INVALID_INPUT`. Applies to the HTTP
+    /// gateway's bodies too.
+    pub max_request_values: usize,
     /// Bytes QUIC buffers for one stream that this side has not read yet (default 1 MiB): the
     /// stream's flow-control window.
     pub stream_receive_window: u32,
@@ -77,6 +83,7 @@ impl Default for ProtocolConfig {
             node_frame_budget: 256 * 1024 * 1024,
             frame_budget_wait: Duration::from_secs(5),
             large_frame_timeout: Duration::from_secs(30),
+            max_request_values: 200_000,
             stream_receive_window: 1024 * 1024,
             connection_receive_window: 16 * 1024 * 1024,
             keep_alive: Duration::from_secs(5),

@@ -557,7 +557,61 @@ pub(crate) enum ReceivedEvent {
     Error(CallError),
 }
 
+/// About how many JSON values `text` holds: one more than its commas and opening brackets
+/// outside strings (exact for arrays and objects that are not empty). Reads the bytes once,
+/// without parsing: how a frame's parsed size is bounded before it is parsed.
+pub fn json_value_count(text: &[u8]) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
+
 impl Received {
+    /// [`Received::decode`] for a serving side: a large `call.requested` holding more than
+    /// `max_request_values` JSON values is refused before its input is parsed (a
+    /// [`DecodeError::BadPayload`] for its id), since a `Value` takes many times the bytes it
+    /// was parsed from (`[0,0,…]`: 16 bytes per 2).
+    pub(crate) fn decode_request_limited(
+        body: &Bytes,
+        max_request_values: usize,
+    ) -> Result<Received, DecodeError> {
+        if body.len() > SMALL_FRAME_LEN as usize {
+            let values = json_value_count(body);
+            if values > max_request_values
+                && let Ok(raw) = serde_json::from_slice::<RawEnvelope<'_>>(body)
+                && raw.event_type == event_type::REQUESTED
+            {
+                return Err(DecodeError::BadPayload {
+                    id: raw.id.into_owned(),
+                    event_type: event_type::REQUESTED,
+                    reason: format!(
+                        "the request holds about {values} JSON values, over this node's limit \
+                         of {max_request_values}"
+                    ),
+                });
+            }
+        }
+        Self::decode(body)
+    }
+
     /// Parses one frame body in a single pass when the envelope is in the order this runtime
     /// writes it (`type` before `payload`, no escapes in `type` and `id`); anything else takes
     /// the general path of [`Message::decode`], which also classifies what is wrong.
@@ -1010,6 +1064,29 @@ mod tests {
         let error = encode_output_frame_into("7", &unwritable, &mut buf, u32::MAX).unwrap_err();
         assert!(matches!(error, FrameError::Unserializable(_)), "{error}");
         assert_eq!(&buf[..], b"kept");
+    }
+
+    #[test]
+    fn value_counts_bound_what_parsing_makes_of_a_frame() {
+        assert_eq!(json_value_count(b"0"), 1);
+        assert_eq!(json_value_count(b"[0,0,0]"), 4);
+        assert_eq!(json_value_count(br#"{"a":[1,2],"b":{"c":3}}"#), 6);
+        // Commas, brackets and escaped quotes inside strings are not values.
+        assert_eq!(json_value_count(br#"["a,[{b", "c\",d"]"#), 3);
+        // A large request over the limit is refused for its id, before its input is parsed.
+        let input = format!("[{}0]", "0,".repeat(40_000));
+        let frame = format!(
+            r#"{{"type":"call.requested","id":"big","payload":{{"operationId":"/x","input":{input}}}}}"#
+        );
+        let body = Bytes::from(frame);
+        match Received::decode_request_limited(&body, 10_000) {
+            Err(DecodeError::BadPayload { id, reason, .. }) => {
+                assert_eq!(id, "big");
+                assert!(reason.contains("JSON values"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Received::decode_request_limited(&body, 100_000).is_ok());
     }
 
     #[test]

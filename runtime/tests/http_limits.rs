@@ -229,3 +229,22 @@ async fn only_the_nodes_own_host_names_are_served() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("\"code\":\"FORBIDDEN\""), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_too_many_json_values_is_refused_before_parsing() {
+    let (_server, addr) = start(HttpOptions::default()).await;
+    let post = |input: usize| {
+        let body = format!(
+            r#"{{"operation":"demo/echo","input":[{}0]}}"#,
+            "0,".repeat(input - 1)
+        );
+        format!(
+            "POST /call HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // 300,000 values (600 KB) is over the default limit of 200,000; 100,000 is not.
+    assert_eq!(status_of(addr, &post(300_000)).await, 422);
+    assert_eq!(status_of(addr, &post(100_000)).await, 200);
+}

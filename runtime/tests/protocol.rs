@@ -1254,3 +1254,19 @@ async fn large_frames_beyond_the_budgets_are_refused_in_time_and_others_keep_wor
     let echoed = conn.call_json("demo/echo", large.clone()).await.unwrap();
     assert_eq!(echoed, large);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_too_many_json_values_is_refused_before_parsing() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    // 600 KB of `[0,0,…]` would take about 10 MB as a `Value`; the default limit is 200,000.
+    let refused = conn
+        .call_json("demo/echo", json!(vec![0; 300_000]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "INVALID_INPUT", "{refused:?}");
+    assert!(refused.message.contains("JSON values"), "{refused:?}");
+    // Under the limit, the same shape goes through, and the connection is fine.
+    let echoed = conn.call_json("demo/echo", json!(vec![0; 100_000])).await;
+    assert_eq!(echoed.unwrap(), json!(vec![0; 100_000]));
+}

@@ -197,7 +197,7 @@ impl ConnInner {
         token: &CancellationToken,
         out: &mut BytesMut,
     ) -> Result<(), String> {
-        match Received::decode(body) {
+        match Received::decode_request_limited(body, self.config().max_request_values) {
             Ok(message) => self.handle_message(message, key, writer, token, out).await,
             Err(DecodeError::NotEnvelope(error)) => return Err(error.to_string()),
             Err(DecodeError::UnknownType { id, event_type }) => {

@@ -26,6 +26,7 @@ use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::node::request::Request;
+use crate::wire::{SMALL_FRAME_LEN, json_value_count};
 
 /// What every route shares: the node and the OpenAPI document made from its registry.
 #[derive(Clone)]
@@ -174,12 +175,32 @@ fn missing_parameter(name: &str) -> Response {
     .into_response()
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ErrorResponse> {
+/// Parses a request body, refusing (422) a large one holding more than `max_values` JSON
+/// values before parsing it (`ProtocolConfig::max_request_values`).
+fn parse_json<T: for<'de> Deserialize<'de>>(
+    body: &Bytes,
+    max_values: usize,
+) -> Result<T, ErrorResponse> {
+    if body.len() > SMALL_FRAME_LEN as usize {
+        let values = json_value_count(body);
+        if values > max_values {
+            return Err(ErrorResponse {
+                error: CallError::invalid_input(
+                    format!(
+                        "the body holds about {values} JSON values, over this node's limit of \
+                         {max_values}"
+                    ),
+                    "",
+                ),
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+            });
+        }
+    }
     serde_json::from_slice(body).map_err(invalid_json)
 }
 
-fn parse_call(body: &Bytes) -> Result<BatchCall, ErrorResponse> {
-    let value: Value = parse_json(body)?;
+fn parse_call(body: &Bytes, max_values: usize) -> Result<BatchCall, ErrorResponse> {
+    let value: Value = parse_json(body, max_values)?;
     serde_json::from_value(value).map_err(|e| ErrorResponse {
         error: CallError::invalid_input(
             format!("expected {{\"operation\": \"svc/op\", \"input\": …}}: {e}"),
@@ -191,7 +212,7 @@ fn parse_call(body: &Bytes) -> Result<BatchCall, ErrorResponse> {
 
 async fn call(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
-    let request = match parse_call(&body) {
+    let request = match parse_call(&body, gateway.node.config.max_request_values) {
         Ok(request) => request,
         Err(response) => return response.into_response(),
     };
@@ -202,7 +223,7 @@ async fn call(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -
 
 async fn batch(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
-    let calls: Vec<Value> = match parse_json(&body) {
+    let calls: Vec<Value> = match parse_json(&body, gateway.node.config.max_request_values) {
         Ok(calls) => calls,
         Err(response) => return response.into_response(),
     };
@@ -234,7 +255,7 @@ async fn subscribe_post(
     body: Bytes,
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
-    match parse_call(&body) {
+    match parse_call(&body, gateway.node.config.max_request_values) {
         Ok(request) => {
             gateway
                 .subscription(&request.operation, request.input, &caller, &headers)
@@ -281,7 +302,7 @@ async fn typed_route(
     let input: Value = if body.is_empty() {
         json!({})
     } else {
-        match parse_json(&body) {
+        match parse_json(&body, gateway.node.config.max_request_values) {
             Ok(input) => input,
             Err(response) => return response.into_response(),
         }
