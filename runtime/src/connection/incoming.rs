@@ -19,11 +19,14 @@ use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::node::dispatch::GuardedStream;
 use crate::node::request::Request;
-use crate::wire::FrameError;
-use crate::wire::{CallRequested, Event, JsonOutput, Message, OutputFrames, encode_frame_into};
+use crate::wire::{
+    CallRequested, Event, FrameError, JsonOutput, Message, OutputFrames, encode_frame_into,
+};
 
-/// Bytes of subscription items gathered into one frame batch at most.
-pub(super) const ITEM_BATCH_BYTES: usize = 64 * 1024;
+/// Bytes of subscription items gathered into one batch: once reached, the batch goes out (an
+/// item may take it a little over). Under `SMALL_FRAME_LEN`, so an item-batch frame stays a
+/// small frame the caller reads without drawing on its frame budgets.
+pub(super) const ITEM_BATCH_BYTES: usize = 60 * 1024;
 
 /// The peer's requests that are still running.
 pub(super) struct IncomingRequests {
