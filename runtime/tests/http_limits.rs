@@ -248,3 +248,28 @@ async fn a_body_with_too_many_json_values_is_refused_before_parsing() {
     assert_eq!(status_of(addr, &post(300_000)).await, 422);
     assert_eq!(status_of(addr, &post(100_000)).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sessions_are_capped() {
+    let options = HttpOptions {
+        mcp_limits: alknet::gateway::McpLimits {
+            max_sessions: 2,
+            ..alknet::gateway::McpLimits::default()
+        },
+        ..HttpOptions::default()
+    };
+    let (_server, addr) = start(options).await;
+    let initialize = || {
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    assert_eq!(status_of(addr, &initialize()).await, 200);
+    assert_eq!(status_of(addr, &initialize()).await, 200);
+    // A third anonymous session waits for one of them to close or expire.
+    assert_eq!(status_of(addr, &initialize()).await, 503);
+}

@@ -313,20 +313,85 @@ impl ServerHandler for McpServer {
     }
 }
 
-/// The `/mcp` service for axum.
-pub(super) fn service(
-    node: Arc<Node>,
-    gateway_mode: bool,
-) -> StreamableHttpService<impl ServerHandler, LocalSessionManager> {
+/// Limits on MCP sessions: how many at once, and how long an idle one is kept.
+#[derive(Debug, Clone)]
+pub struct McpLimits {
+    /// Sessions open at once (default 1024, about 52 KB each). A client that starts one more
+    /// gets a JSON-RPC error (HTTP 503) until one closes or expires.
+    pub max_sessions: usize,
+    /// A session without requests for this long is closed (default 120 s).
+    pub session_idle: std::time::Duration,
+    /// A session that has not sent `initialize` this long after it was created is closed
+    /// (default 10 s).
+    pub init_timeout: std::time::Duration,
+}
+
+impl Default for McpLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1024,
+            session_idle: std::time::Duration::from_secs(120),
+            init_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `/mcp` routes for axum: rmcp's service behind the session cap.
+pub(super) fn router(node: Arc<Node>, gateway_mode: bool, limits: &McpLimits) -> axum::Router {
     // The gateway checks `Host` (and `Origin`) for every route, MCP included, against the
     // node's own list: rmcp's loopback-only default would refuse names the node serves.
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(node.shutdown.child_token())
         .disable_allowed_hosts();
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(limits.session_idle);
+    sessions.session_config.init_timeout = Some(limits.init_timeout);
+    let sessions = Arc::new(sessions);
     let handler = McpServer { node, gateway_mode };
-    StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
+    let service =
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::clone(&sessions), config);
+    let cap = SessionCap {
+        sessions,
+        max: limits.max_sessions,
+    };
+    axum::Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(cap, refuse_over_cap))
+}
+
+#[derive(Clone)]
+struct SessionCap {
+    sessions: Arc<LocalSessionManager>,
+    max: usize,
+}
+
+/// Refuses a request that would start a session (a POST without `Mcp-Session-Id`) while the
+/// cap is reached.
+async fn refuse_over_cap(
+    axum::extract::State(cap): axum::extract::State<SessionCap>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let starts_session = request.method() == axum::http::Method::POST
+        && !request.headers().contains_key("mcp-session-id");
+    if starts_session && cap.sessions.sessions.read().await.len() >= cap.max {
+        let refusal = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {
+                "code": -32000,
+                "message": format!(
+                    "this node has its {} MCP sessions open: try again when one closes",
+                    cap.max
+                ),
+            },
+        });
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(refusal),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }

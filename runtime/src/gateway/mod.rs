@@ -41,6 +41,8 @@ use axum::Router;
 
 pub use batch::MAX_BATCH;
 pub use listener::HttpLimits;
+#[cfg(feature = "mcp")]
+pub use mcp::McpLimits;
 
 use crate::node::Node;
 use crate::quic::{EndpointError, Server};
@@ -68,6 +70,9 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// Limits on connections: how many, and how long each may take for a request head.
     pub limits: HttpLimits,
+    /// Limits on MCP sessions (feature `mcp`).
+    #[cfg(feature = "mcp")]
+    pub mcp_limits: McpLimits,
 }
 
 impl Server {
@@ -131,7 +136,10 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     });
     // MCP answers in its own JSON-RPC terms, so it is added after the JSON-error layer.
     #[cfg(feature = "mcp")]
-    let routes = routes.nest_service("/mcp", mcp::service(node, options.mcp_gateway_mode));
+    let routes = routes.nest(
+        "/mcp",
+        mcp::router(node, options.mcp_gateway_mode, &options.mcp_limits),
+    );
     #[cfg(not(feature = "mcp"))]
     let _ = (node, options);
     // Browsers: the WebSocket and MCP accept only listed origins; CORS answers their preflights.

@@ -485,6 +485,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     max_connections: args.http_max_connections,
                     request_head_timeout: Duration::from_secs(args.http_head_timeout_secs),
                 },
+                ..alknet::HttpOptions::default()
             };
             format!(
                 " http={}",
