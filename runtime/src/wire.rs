@@ -584,6 +584,17 @@ pub fn json_value_count(text: &[u8]) -> usize {
     count
 }
 
+/// How many JSON values `body` holds when that is over `max_values`; `None` when it is not, or
+/// when the body is small enough (at most [`SMALL_FRAME_LEN`]) that parsing it cannot cost much
+/// whatever it holds, so small bodies are not scanned at all.
+pub fn too_many_json_values(body: &[u8], max_values: usize) -> Option<usize> {
+    if body.len() <= SMALL_FRAME_LEN as usize {
+        return None;
+    }
+    let values = json_value_count(body);
+    (values > max_values).then_some(values)
+}
+
 impl Received {
     /// [`Received::decode`] for a serving side: a large `call.requested` holding more than
     /// `max_request_values` JSON values is refused before its input is parsed (a
@@ -593,21 +604,18 @@ impl Received {
         body: &Bytes,
         max_request_values: usize,
     ) -> Result<Received, DecodeError> {
-        if body.len() > SMALL_FRAME_LEN as usize {
-            let values = json_value_count(body);
-            if values > max_request_values
-                && let Ok(raw) = serde_json::from_slice::<RawEnvelope<'_>>(body)
-                && raw.event_type == event_type::REQUESTED
-            {
-                return Err(DecodeError::BadPayload {
-                    id: raw.id.into_owned(),
-                    event_type: event_type::REQUESTED,
-                    reason: format!(
-                        "the request holds about {values} JSON values, over this node's limit \
-                         of {max_request_values}"
-                    ),
-                });
-            }
+        if let Some(values) = too_many_json_values(body, max_request_values)
+            && let Ok(raw) = serde_json::from_slice::<RawEnvelope<'_>>(body)
+            && raw.event_type == event_type::REQUESTED
+        {
+            return Err(DecodeError::BadPayload {
+                id: raw.id.into_owned(),
+                event_type: event_type::REQUESTED,
+                reason: format!(
+                    "the request holds about {values} JSON values, over this node's limit of \
+                     {max_request_values}"
+                ),
+            });
         }
         Self::decode(body)
     }

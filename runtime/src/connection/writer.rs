@@ -150,21 +150,13 @@ impl FrameSender {
             let space = self.queue.space.notified();
             let mut space = pin!(space);
             {
-                let mut state = self.queue.lock();
+                let state = self.queue.lock();
                 if state.closed {
                     return Err(Closed);
                 }
                 let len = frame.as_ref().map_or(0, Bytes::len);
                 if state.queued == 0 || state.queued + len <= self.queue.limit {
-                    let frame = frame.take().expect("a frame to send");
-                    let consumer = match state.write_in_place(frame, self.busy()) {
-                        None => None,
-                        Some(rest) => state.push(rest),
-                    };
-                    drop(state);
-                    if let Some(consumer) = consumer {
-                        consumer.wake();
-                    }
+                    self.accept(state, frame.take().expect("a frame to send"));
                     return Ok(());
                 }
                 // Registered before the lock is released, so a wake-up in between is kept.
@@ -177,10 +169,17 @@ impl FrameSender {
     /// Sends a small control frame (`call.aborted`) without waiting, past the bound if the
     /// queue is full: a destructor must not block, and what it sends is tiny.
     pub fn send_now(&self, frame: Bytes) -> Result<(), Closed> {
-        let mut state = self.queue.lock();
+        let state = self.queue.lock();
         if state.closed {
             return Err(Closed);
         }
+        self.accept(state, frame);
+        Ok(())
+    }
+
+    /// Writes `frame` in place or queues it (see `QueueState::write_in_place`), then wakes the
+    /// consumer, outside the lock, if it waits for what was queued.
+    fn accept(&self, mut state: MutexGuard<'_, QueueState>, frame: Bytes) {
         let consumer = match state.write_in_place(frame, self.busy()) {
             None => None,
             Some(rest) => state.push(rest),
@@ -189,7 +188,6 @@ impl FrameSender {
         if let Some(consumer) = consumer {
             consumer.wake();
         }
-        Ok(())
     }
 
     /// Whether frames from other operations are likely to follow this one soon: more than one

@@ -26,7 +26,7 @@ use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
 use crate::node::request::Request;
-use crate::wire::{SMALL_FRAME_LEN, json_value_count};
+use crate::wire::too_many_json_values;
 
 /// What every route shares: the node and the OpenAPI document made from its registry.
 #[derive(Clone)]
@@ -181,20 +181,17 @@ fn parse_json<T: for<'de> Deserialize<'de>>(
     body: &Bytes,
     max_values: usize,
 ) -> Result<T, ErrorResponse> {
-    if body.len() > SMALL_FRAME_LEN as usize {
-        let values = json_value_count(body);
-        if values > max_values {
-            return Err(ErrorResponse {
-                error: CallError::invalid_input(
-                    format!(
-                        "the body holds about {values} JSON values, over this node's limit of \
-                         {max_values}"
-                    ),
-                    "",
+    if let Some(values) = too_many_json_values(body, max_values) {
+        return Err(ErrorResponse {
+            error: CallError::invalid_input(
+                format!(
+                    "the body holds about {values} JSON values, over this node's limit of \
+                     {max_values}"
                 ),
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-            });
-        }
+                "",
+            ),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+        });
     }
     serde_json::from_slice(body).map_err(invalid_json)
 }
