@@ -170,7 +170,8 @@ struct Sample {
 type SystemSamples = (System, Vec<Sample>);
 type Results = BTreeMap<Workload, BTreeMap<&'static str, SystemSamples>>;
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+/// A self-signed certificate in a fresh temporary directory (removed by the caller).
+pub fn temporary_certs() -> anyhow::Result<(std::path::PathBuf, Certs)> {
     let dir = std::env::temp_dir().join(format!("alknet-peers-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let identity = alknet::TlsIdentity::self_signed(&["localhost"])?;
@@ -181,6 +182,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     };
     std::fs::write(&certs.cert, cert)?;
     std::fs::write(&certs.key, key)?;
+    Ok((dir, certs))
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let (dir, certs) = temporary_certs()?;
     let clients = Clients::new(&certs)?;
     let systems: Vec<System> = options.only.clone().unwrap_or_else(|| System::ALL.to_vec());
     println!(
@@ -405,14 +411,14 @@ async fn idle_connections(
 }
 
 /// A server in a process of its own, killed when dropped.
-struct ServerProcess {
+pub struct ServerProcess {
     child: Child,
-    pid: u32,
-    addr: SocketAddr,
+    pub pid: u32,
+    pub addr: SocketAddr,
 }
 
 impl ServerProcess {
-    fn start(system: System, certs: &Certs) -> anyhow::Result<ServerProcess> {
+    pub fn start(system: System, certs: &Certs) -> anyhow::Result<ServerProcess> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("serve")
             .arg(system.name())

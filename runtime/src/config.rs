@@ -41,16 +41,28 @@ pub struct ProtocolConfig {
     /// big frames on many streams at once.
     pub frame_buffer_budget: usize,
     /// Bytes of large frames all connections of a node may hold together while they are being
-    /// read (default 256 MiB, at least `max_frame_len`): many connections cannot add their
+    /// read (default 128 MiB, at least `max_frame_len`): many connections cannot add their
     /// `frame_buffer_budget`s up.
     pub node_frame_budget: usize,
     /// How long a large frame waits for room in those budgets (default 5 s). Then its stream is
     /// ended with the resource-limit code (protocol.md) and the peer's calls on it fail with a
     /// retryable error, instead of the stream holding what QUIC buffered for it.
     pub frame_budget_wait: Duration,
-    /// How long a large frame may take to arrive once it has its budget (default 30 s): a peer
-    /// that announces a large frame and trickles it, or stops, does not hold the budget longer.
-    pub large_frame_timeout: Duration,
+    /// How long a frame may take to arrive once its first bytes are here (a large frame: once
+    /// it has its budget), default 30 s: a peer that starts a frame and trickles it, or stops,
+    /// does not hold its buffer or budget longer. The stream is then ended with the
+    /// resource-limit code.
+    pub frame_timeout: Duration,
+    /// How long a stream the peer opens may go without bringing a whole first frame (default
+    /// 10 s). Streams exist to carry a request at once; one that carries nothing is ended with
+    /// the resource-limit code instead of being kept.
+    pub first_frame_timeout: Duration,
+    /// Bytes all connections of a node together may make it hold (default 128 MiB): answers
+    /// queued for writing, read buffers, data QUIC buffers on streams this side is not reading,
+    /// and a fixed cost per connection and per stream (docs/protocol.md, "Bounds"). Going over
+    /// it ends the connection holding the most, with a retryable error for its calls. Large
+    /// frames being read have their own budget (`node_frame_budget`).
+    pub node_memory_budget: usize,
     /// JSON values a request may hold (default 200,000), checked on requests over 64 KiB
     /// before they are parsed: a parsed `Value` takes many times the bytes it came from, so
     /// this, not `max_frame_len`, bounds what parsing one request can cost (about 20 MB at the
@@ -63,6 +75,11 @@ pub struct ProtocolConfig {
     /// Bytes QUIC buffers for a whole connection that this side has not read yet (default
     /// 16 MiB): streams that are not being read cannot make quinn hold more than this.
     pub connection_receive_window: u32,
+    /// Bytes QUIC keeps of what this side wrote until the peer acknowledges them, across a
+    /// connection (default 2 MiB; quinn's default is 10 MB). Bounds what a peer that grants
+    /// credit but never acknowledges can make this side hold; it also caps the bytes in flight
+    /// to one peer, so raise it for fast links with long round trips.
+    pub connection_send_window: u64,
     /// QUIC keep-alive interval (default 5 s), so idle subscriptions survive.
     pub keep_alive: Duration,
     /// A connection silent for this long is closed (default 30 s).
@@ -80,12 +97,15 @@ impl Default for ProtocolConfig {
             max_concurrent_streams: 256,
             max_concurrent_requests: 4096,
             frame_buffer_budget: 64 * 1024 * 1024,
-            node_frame_budget: 256 * 1024 * 1024,
+            node_frame_budget: 128 * 1024 * 1024,
             frame_budget_wait: Duration::from_secs(5),
-            large_frame_timeout: Duration::from_secs(30),
+            frame_timeout: Duration::from_secs(30),
+            first_frame_timeout: Duration::from_secs(10),
+            node_memory_budget: 128 * 1024 * 1024,
             max_request_values: 200_000,
             stream_receive_window: 1024 * 1024,
             connection_receive_window: 16 * 1024 * 1024,
+            connection_send_window: 2 * 1024 * 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
         }

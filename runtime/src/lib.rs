@@ -55,6 +55,9 @@
 pub mod access;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod tls;
 pub mod wire;

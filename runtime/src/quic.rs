@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ fn transport_config(config: &ProtocolConfig) -> Result<quinn::TransportConfig, E
         .max_concurrent_uni_streams(0u8.into())
         .stream_receive_window(config.stream_receive_window.into())
         .receive_window(config.connection_receive_window.into())
+        .send_window(config.connection_send_window)
         .keep_alive_interval(Some(config.keep_alive))
         .max_idle_timeout(Some(
             config
@@ -72,8 +74,16 @@ pub struct ServerOptions {
     pub identity: Option<TlsIdentity>,
     /// Protocol settings.
     pub protocol: ProtocolConfig,
-    /// Connections served at once; further ones are refused (default 4096).
+    /// Connections served at once, counting handshakes in progress; further ones are refused
+    /// (default 1024). With the node's memory budgets this decides the most memory hostile
+    /// peers can make the node hold (docs/protocol.md, "Bounds").
     pub max_connections: usize,
+    /// A connection that carries nothing for this long — no request from the peer, no call
+    /// or subscription in flight either way — is closed, with a retryable error for any call
+    /// that races it (default 10 minutes; `None`: kept as long as the peer keeps it alive).
+    /// QUIC's own `idle_timeout` only closes connections whose peer went silent; an idle peer
+    /// still sends keep-alives.
+    pub idle_connection_timeout: Option<Duration>,
     /// Resolves callers from client certificates and tokens; `None` treats everyone as
     /// anonymous (only public operations can be called).
     pub identities: Option<Arc<dyn IdentityProvider>>,
@@ -133,7 +143,8 @@ impl ServerOptions {
             listen,
             identity: None,
             protocol: ProtocolConfig::default(),
-            max_connections: 4096,
+            max_connections: 1024,
+            idle_connection_timeout: Some(Duration::from_secs(600)),
             identities: None,
             alpn_services: Vec::new(),
         }
@@ -182,6 +193,7 @@ impl Server {
             Arc::clone(&node),
             Arc::clone(&connections),
             options.max_connections,
+            options.idle_connection_timeout,
             options.alpn_services,
         ));
         Ok(Server {
@@ -209,6 +221,13 @@ impl Server {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Bytes the node's connections make it hold now, as counted against
+    /// [`ProtocolConfig::node_memory_budget`] (docs/protocol.md, "Bounds"): a gauge worth
+    /// exporting.
+    pub fn memory_held(&self) -> usize {
+        self.node.memory.used()
     }
 
     /// The QUIC connections currently open. Each can call operations its client registered.
@@ -255,10 +274,15 @@ async fn accept_connections(
     node: Arc<Node>,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     max_connections: usize,
+    idle_connection_timeout: Option<Duration>,
     alpn_services: Vec<Arc<dyn AlpnService>>,
 ) {
+    // Handshakes in progress count towards the limit: each holds QUIC state and a task.
+    let handshaking = Arc::new(AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
-        if connections.lock().expect("connections lock").len() >= max_connections {
+        let open = connections.lock().expect("connections lock").len()
+            + handshaking.load(Ordering::Relaxed);
+        if open >= max_connections {
             warn!(remote = %incoming.remote_address(), "connection limit reached: refusing");
             incoming.refuse();
             continue;
@@ -266,9 +290,13 @@ async fn accept_connections(
         let node = Arc::clone(&node);
         let connections = Arc::clone(&connections);
         let alpn_services = alpn_services.clone();
+        let handshaking = Arc::clone(&handshaking);
+        handshaking.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            let quic = match incoming.await {
+            let handshake = incoming.await;
+            handshaking.fetch_sub(1, Ordering::Relaxed);
+            let quic = match handshake {
                 Ok(quic) => quic,
                 Err(error) => {
                     debug!(%remote, %error, "handshake failed");
@@ -297,7 +325,7 @@ async fn accept_connections(
             }
             debug!(%remote, "connection accepted");
             let id = quic.stable_id();
-            let connection = Connection::start(quic, node);
+            let connection = Connection::start(quic, node, idle_connection_timeout);
             connections
                 .lock()
                 .expect("connections lock")
@@ -410,7 +438,7 @@ impl Client {
                 "the server did not agree on ALPN alknet/call".into(),
             ));
         }
-        Ok(Connection::start(quic, Arc::clone(&self.node)))
+        Ok(Connection::start(quic, Arc::clone(&self.node), None))
     }
 }
 

@@ -145,12 +145,16 @@ pub enum FrameError {
         /// The announced length.
         len: u32,
     },
-    /// A large frame did not arrive in time once its budget was granted.
+    /// A frame did not arrive in time once it began (a large one: once its budget was
+    /// granted).
     #[error("a frame of {len} bytes arrived too slowly")]
     TooSlow {
         /// The announced length.
         len: u32,
     },
+    /// A stream that had to bring its first frame soon brought none in time.
+    #[error("no frame arrived on the stream in time")]
+    Silent,
 }
 
 /// Why a frame body is not a message.
@@ -878,6 +882,48 @@ pub fn split_frames(mut chunk: Bytes) -> impl Iterator<Item = Bytes> {
 /// Frames up to this size are read without drawing on a [`FrameReader`]'s shared budget.
 pub const SMALL_FRAME_LEN: u32 = 64 * 1024;
 
+/// Told how many bytes [`FrameReader`]s hold, so that their owner can bound many readers
+/// together (the runtime charges them to the connection's share of the node's memory).
+pub trait ReadAccount: Send + Sync {
+    /// `bytes` more are held.
+    fn charge(&self, bytes: usize);
+    /// `bytes` are no longer held.
+    fn release(&self, bytes: usize);
+}
+
+/// What a reader has charged to its [`ReadAccount`]; given back when the reader goes.
+struct Charged {
+    account: Option<Arc<dyn ReadAccount>>,
+    /// The buffer's capacity, as last charged.
+    buffer: usize,
+    /// Charged while the reader waits for frame budget and so leaves the stream unread: what
+    /// the transport may buffer for it meanwhile (a QUIC stream's receive window).
+    unread: usize,
+}
+
+impl Charged {
+    /// Charges or releases the difference to `capacity`.
+    fn set_buffer(&mut self, capacity: usize) {
+        let Some(account) = &self.account else {
+            return;
+        };
+        if capacity > self.buffer {
+            account.charge(capacity - self.buffer);
+        } else if capacity < self.buffer {
+            account.release(self.buffer - capacity);
+        }
+        self.buffer = capacity;
+    }
+}
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            account.release(self.buffer);
+        }
+    }
+}
+
 /// Reads length-prefixed frames from a byte stream.
 pub struct FrameReader<R> {
     inner: R,
@@ -891,10 +937,14 @@ pub struct FrameReader<R> {
     /// How long a large frame waits for budget before it is refused; `None`: as long as it
     /// takes.
     budget_wait: Option<std::time::Duration>,
-    /// How long a large frame may take to arrive once its budget is granted; `None`: no limit.
-    large_frame_timeout: Option<std::time::Duration>,
-    /// When the large frame being read must be complete.
+    /// How long a frame may take to arrive once its first bytes are here (a large frame: once
+    /// its budget is granted); `None`: no limit.
+    frame_timeout: Option<std::time::Duration>,
+    /// When the first frame must be complete, if the stream must bring one soon.
+    first_frame_deadline: Option<tokio::time::Instant>,
+    /// When the frame being read must be complete.
     deadline: Option<tokio::time::Instant>,
+    charged: Charged,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -907,8 +957,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             budgets: Vec::new(),
             held: Vec::new(),
             budget_wait: None,
-            large_frame_timeout: None,
+            frame_timeout: None,
+            first_frame_deadline: None,
             deadline: None,
+            charged: Charged {
+                account: None,
+                buffer: 0,
+                unread: 0,
+            },
         }
     }
 
@@ -920,17 +976,35 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self
     }
 
+    /// Charges `account` with the capacity of the reader's buffer as it changes, and with
+    /// `unread` while the reader waits for frame budget (what the transport may buffer for the
+    /// stream meanwhile); all of it is released when the reader goes.
+    pub fn with_account(mut self, account: Arc<dyn ReadAccount>, unread: usize) -> Self {
+        self.charged.account = Some(account);
+        self.charged.unread = unread;
+        self.charged.set_buffer(self.buf.capacity());
+        self
+    }
+
     /// Refuses a large frame ([`FrameError::BudgetExhausted`]) that could not get its budget
-    /// within `wait`, and one whose body did not arrive within `timeout` of getting it
-    /// ([`FrameError::TooSlow`]): a peer that announces large frames and sends them slowly, or
-    /// not at all, then holds a budget for a bounded time only.
-    pub fn with_large_frame_limits(
+    /// within `wait`, and any frame that did not arrive within `timeout` of its first bytes (a
+    /// large one: of getting its budget) with [`FrameError::TooSlow`]: a peer that starts
+    /// frames and sends them slowly, or not at all, holds buffers and budgets for a bounded
+    /// time only.
+    pub fn with_frame_limits(
         mut self,
         wait: std::time::Duration,
         timeout: std::time::Duration,
     ) -> Self {
         self.budget_wait = Some(wait);
-        self.large_frame_timeout = Some(timeout);
+        self.frame_timeout = Some(timeout);
+        self
+    }
+
+    /// Requires a whole first frame within `timeout` from now, else [`FrameError::Silent`]: for
+    /// streams the peer opens, which exist to carry a request at once.
+    pub fn with_first_frame_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.first_frame_deadline = Some(tokio::time::Instant::now() + timeout);
         self
     }
 
@@ -976,13 +1050,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         // Do not keep a large allocation around for the small frames to come.
                         self.buf = BytesMut::from(&self.buf[..]);
                     }
+                    self.charged.set_buffer(self.buf.capacity());
                     self.deadline = None;
+                    self.first_frame_deadline = None;
                     return Ok(Some(frame));
                 }
                 if len > SMALL_FRAME_LEN && self.held.is_empty() && !self.budgets.is_empty() {
                     self.acquire_budget(len).await?;
                     self.deadline = self
-                        .large_frame_timeout
+                        .frame_timeout
                         .map(|timeout| tokio::time::Instant::now() + timeout);
                 }
                 // Reserve exactly what the announced (and already bounded) frame still needs.
@@ -990,13 +1066,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             } else if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(8 * 1024);
             }
-            let read = match self.deadline {
+            self.charged.set_buffer(self.buf.capacity());
+            if self.deadline.is_none() && !self.buf.is_empty() {
+                self.deadline = self
+                    .frame_timeout
+                    .map(|timeout| tokio::time::Instant::now() + timeout);
+            }
+            let deadline = match (self.deadline, self.first_frame_deadline) {
+                (Some(frame), Some(first)) => Some(frame.min(first)),
+                (frame, first) => frame.or(first),
+            };
+            let read = match deadline {
                 None => self.inner.read_buf(&mut self.buf).await?,
                 Some(deadline) => {
                     match tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
                         .await
                     {
                         Ok(read) => read?,
+                        Err(_) if self.buf.is_empty() => return Err(FrameError::Silent),
                         Err(_) => {
                             return Err(FrameError::TooSlow {
                                 len: self.announced_len(),
@@ -1015,13 +1102,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// The length the buffered prefix announces.
+    /// The length the buffered prefix announces (0 while the prefix is incomplete).
     fn announced_len(&self) -> u32 {
-        u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+        match self.buf.get(..4) {
+            Some(prefix) => u32::from_be_bytes(prefix.try_into().expect("four bytes")),
+            None => 0,
+        }
     }
 
-    /// Draws `len` permits from every budget, each within the budget wait.
+    /// Draws `len` permits from every budget, each within the budget wait. Meanwhile the
+    /// stream is not read: what the transport buffers for it is charged to the account.
     async fn acquire_budget(&mut self, len: u32) -> Result<(), FrameError> {
+        let unread = self.charged.unread;
+        if let Some(account) = &self.charged.account {
+            account.charge(unread);
+        }
+        let acquired = self.acquire_budget_unaccounted(len).await;
+        if let Some(account) = &self.charged.account {
+            account.release(unread);
+        }
+        acquired
+    }
+
+    async fn acquire_budget_unaccounted(&mut self, len: u32) -> Result<(), FrameError> {
         for budget in &self.budgets {
             let acquire = Arc::clone(budget).acquire_many_owned(len);
             let permit = match self.budget_wait {
@@ -1045,6 +1148,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn an_output_frame_is_the_frame_of_its_message() {
@@ -1345,5 +1449,98 @@ mod tests {
             encode_frame(&big, 100),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// Counts what readers charge it.
+    #[derive(Default)]
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl ReadAccount for Counted {
+        fn charge(&self, bytes: usize) {
+            self.0
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn release(&self, bytes: usize) {
+            self.0
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Counted {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_charge_their_buffers_and_unread_waits_to_an_account() {
+        let account = Arc::new(Counted::default());
+        let large = Message::new("l", Event::Responded(json!("z".repeat(100_000))));
+        let mut wire = BytesMut::new();
+        encode_frame_into(&large, &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        encode_frame_into(&all_messages()[2], &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        let mut reader =
+            FrameReader::new(&wire[..], DEFAULT_MAX_FRAME_LEN).with_account(account.clone(), 1000);
+        assert_eq!(account.get(), reader.buf.capacity());
+        reader.next_frame().await.unwrap().unwrap();
+        // The large frame's buffer went with it: what is charged is what is kept.
+        assert_eq!(account.get(), reader.buf.capacity());
+        assert!(account.get() < 64 * 1024);
+        reader.next_frame().await.unwrap().unwrap();
+        drop(reader);
+        assert_eq!(account.get(), 0);
+
+        // Waiting for frame budget, the reader leaves its stream unread: charged meanwhile.
+        let budget = Arc::new(Semaphore::new(0));
+        let (mut peer, stream) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(stream, DEFAULT_MAX_FRAME_LEN)
+            .with_budget(Arc::clone(&budget))
+            .with_account(account.clone(), 1000);
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &(100_000u32).to_be_bytes())
+            .await
+            .unwrap();
+        let base = account.get();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), reader.next_frame()).await;
+        assert!(waiting.is_err(), "no budget: the reader waits");
+        // The timed-out wait was dropped mid-way; a fresh reader's wait is observed live.
+        let mut reader = FrameReader::new(&wire[..], DEFAULT_MAX_FRAME_LEN)
+            .with_budget(Arc::clone(&budget))
+            .with_account(account.clone(), 1000);
+        let observed = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let charged = account.get();
+            budget.add_permits(DEFAULT_MAX_FRAME_LEN as usize);
+            charged
+        };
+        let (read, charged) = tokio::join!(reader.next_frame(), observed);
+        read.unwrap().unwrap();
+        assert!(charged >= base + 1000, "{charged} vs {base}");
+    }
+
+    #[tokio::test]
+    async fn silent_and_stalled_streams_hit_their_deadlines() {
+        // Nothing at all within the first-frame deadline.
+        let (_peer, stream) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(stream, DEFAULT_MAX_FRAME_LEN)
+            .with_first_frame_timeout(Duration::from_millis(100));
+        assert!(matches!(reader.next_frame().await, Err(FrameError::Silent)));
+
+        // A frame begun and never finished, after a first one.
+        let (mut peer, stream) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(stream, DEFAULT_MAX_FRAME_LEN)
+            .with_frame_limits(Duration::from_secs(5), Duration::from_millis(200));
+        let mut wire = BytesMut::new();
+        encode_frame_into(&all_messages()[2], &mut wire, DEFAULT_MAX_FRAME_LEN).unwrap();
+        wire.extend_from_slice(&[0, 0, 0, 50, b'{']);
+        tokio::io::AsyncWriteExt::write_all(&mut peer, &wire)
+            .await
+            .unwrap();
+        reader.next_frame().await.unwrap().unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(matches!(
+            reader.next_frame().await,
+            Err(FrameError::TooSlow { len: 50 })
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 }

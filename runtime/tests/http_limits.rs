@@ -273,3 +273,75 @@ async fn mcp_sessions_are_capped() {
     // A third anonymous session waits for one of them to close or expire.
     assert_eq!(status_of(addr, &initialize()).await, 503);
 }
+
+/// Starts a large POST /call announcing `len` bytes and sends only its head and `sent` bytes.
+async fn unfinished_body(addr: SocketAddr, len: usize, sent: usize) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&vec![b' '; sent]).await.unwrap();
+    socket
+}
+
+/// The status code of the answer that arrives on `socket` within `within` (0: none).
+async fn answer_status(socket: &mut TcpStream, within: Duration) -> u16 {
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(within, socket.read(&mut answer)).await;
+    let Ok(Ok(n)) = read else { return 0 };
+    let text = String::from_utf8_lossy(&answer[..n]);
+    text.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_draw_on_the_node_budget_and_must_arrive_in_time() {
+    let protocol = alknet::ProtocolConfig {
+        max_frame_len: 2 * 1024 * 1024,
+        node_frame_budget: 4 * 1024 * 1024,
+        frame_budget_wait: Duration::from_millis(300),
+        frame_timeout: Duration::from_secs(1),
+        ..alknet::ProtocolConfig::default()
+    };
+    let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
+    options.protocol = protocol;
+    let server = Server::bind(alknet::demo::registry(), options).unwrap();
+    let addr = server
+        .serve_http_with("127.0.0.1:0".parse().unwrap(), HttpOptions::default())
+        .await
+        .unwrap();
+    // Two unfinished 2 MiB bodies take the whole budget...
+    let mut holders = vec![
+        unfinished_body(addr, 2 * 1024 * 1024, 100_000).await,
+        unfinished_body(addr, 2 * 1024 * 1024, 100_000).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third large body is refused, retryable, once the wait is over.
+    let mut third = unfinished_body(addr, 1024 * 1024, 0).await;
+    let started = Instant::now();
+    assert_eq!(answer_status(&mut third, Duration::from_secs(3)).await, 503);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // Small bodies need no budget.
+    let body = r#"{"operation":"demo/add","input":{"a":1,"b":2}}"#;
+    let small = format!(
+        "POST /call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(status_of(addr, &small).await, 200);
+    // The holders never finish: 408 once the frame timeout is up, and the budget is free.
+    for holder in &mut holders {
+        assert_eq!(answer_status(holder, Duration::from_secs(3)).await, 408);
+    }
+    let blob = format!(
+        r#"{{"operation":"demo/echo","input":"{}"}}"#,
+        "x".repeat(1024 * 1024)
+    );
+    let large = format!(
+        "POST /call HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{blob}",
+        blob.len()
+    );
+    assert_eq!(status_of(addr, &large).await, 200);
+}

@@ -1193,7 +1193,7 @@ fn tight_frame_budgets() -> ProtocolConfig {
         frame_buffer_budget: 4 * 1024 * 1024,
         node_frame_budget: 4 * 1024 * 1024,
         frame_budget_wait: Duration::from_millis(300),
-        large_frame_timeout: Duration::from_secs(1),
+        frame_timeout: Duration::from_secs(1),
         ..ProtocolConfig::default()
     }
 }
@@ -1269,4 +1269,183 @@ async fn a_request_with_too_many_json_values_is_refused_before_parsing() {
     // Under the limit, the same shape goes through, and the connection is fine.
     let echoed = conn.call_json("demo/echo", json!(vec![0; 100_000])).await;
     assert_eq!(echoed.unwrap(), json!(vec![0; 100_000]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_start_a_frame_and_stall_are_ended() {
+    let node = TestNode::with_config(ProtocolConfig {
+        first_frame_timeout: Duration::from_millis(300),
+        frame_timeout: Duration::from_millis(600),
+        ..ProtocolConfig::default()
+    });
+    let raw = node.raw_call().await;
+    // A stream that never brings a whole first frame is ended at the first-frame deadline.
+    let started = std::time::Instant::now();
+    let (mut silent, _recv) = raw.open_bi().await.unwrap();
+    silent.write_all(&[0, 0]).await.unwrap();
+    assert_eq!(stopped_with(&mut silent, LONG).await, Some(2));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(550),
+        "{waited:?}"
+    );
+    // After a first request, a small frame trickled byte by byte is ended at the frame
+    // deadline, while the stream's first answer was delivered.
+    let mut stream = RawStream::open(&raw).await;
+    stream
+        .send(&requested("1", "/demo/add", json!({"a": 1, "b": 1})))
+        .await;
+    assert_eq!(
+        stream.next().await.event,
+        Event::Responded(json!({"sum": 2}))
+    );
+    let started = std::time::Instant::now();
+    let trickle = frame(b"{\"type\":\"call.requested\",\"id\":\"2\"}");
+    let mut stopped = None;
+    for byte in &trickle {
+        if stream.send.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        if let Some(code) = stopped_with(&mut stream.send, Duration::from_millis(100)).await {
+            stopped = Some(code);
+            break;
+        }
+    }
+    assert_eq!(stopped, Some(2), "the trickled frame ended the stream");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(550) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    // The connection itself is fine.
+    let mut fresh = RawStream::open(&raw).await;
+    fresh
+        .send(&requested("3", "/demo/add", json!({"a": 2, "b": 2})))
+        .await;
+    assert_eq!(
+        fresh.next().await.event,
+        Event::Responded(json!({"sum": 4}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_node_memory_budget_the_connection_holding_the_most_is_ended() {
+    let node = TestNode::with_config(ProtocolConfig {
+        node_memory_budget: 24 * 1024 * 1024,
+        ..ProtocolConfig::default()
+    });
+    let (_client, well_behaved) = node.connect().await;
+    assert_eq!(
+        well_behaved
+            .call_json("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+    let idle_held = node.server.memory_held();
+    assert!(
+        idle_held < 1024 * 1024,
+        "{idle_held} bytes for one idle connection"
+    );
+
+    // A peer pipelines large requests on many streams and never reads the answers: each
+    // stream holds a full write queue here and leaves its requests unread in QUIC.
+    let hostile = node.raw_call().await;
+    let payload = "z".repeat(60 * 1024);
+    let request = encode_frame(&requested("e", "/demo/echo", json!(payload)), u32::MAX).unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..32 {
+        let (mut send, recv) = hostile.open_bi().await.unwrap();
+        let request = request.clone();
+        streams.push(tokio::spawn(async move {
+            let _recv = recv;
+            for _ in 0..200 {
+                if send.write_all(&request).await.is_err() {
+                    return;
+                }
+            }
+            // Keep the stream (and its unread answers) until the connection goes.
+            let _ = send.stopped().await;
+        }));
+    }
+    // Meanwhile the well-behaved connection is served.
+    let mut served = 0;
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                reason = hostile.closed() => return reason,
+                answer = well_behaved.call_json("demo/add", json!({"a": served, "b": 1})) => {
+                    assert_eq!(answer.unwrap(), json!({"sum": served + 1}));
+                    served += 1;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the hostile connection is ended");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code.into_inner(), 3);
+            assert_eq!(&close.reason[..], b"over the node's memory budget");
+        }
+        other => panic!("closed otherwise: {other}"),
+    }
+    assert!(served > 0);
+    // Its memory comes back; the well-behaved connection lives on.
+    let released = async {
+        while node.server.memory_held() > idle_held + 256 * 1024 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LONG, released)
+        .await
+        .unwrap_or_else(|_| panic!("{} bytes still held", node.server.memory_held()));
+    assert_eq!(
+        well_behaved
+            .call_json("demo/add", json!({"a": 2, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 4})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_carry_nothing_are_closed_after_the_idle_timeout() {
+    let node = TestNode::with_options(|options| {
+        options.idle_connection_timeout = Some(Duration::from_millis(400));
+    });
+    let (_client, idle) = node.connect().await;
+    let (_client2, busy) = node.connect().await;
+    assert_eq!(
+        idle.call_json("demo/add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap(),
+        json!({"sum": 3})
+    );
+    // A connection with a subscription running is not idle, however long it runs.
+    let mut ticks = busy
+        .subscribe_json("test/forever", json!({}))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(LONG, idle.closed())
+        .await
+        .expect("the idle connection is closed");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    let quinn::ConnectionError::ApplicationClosed(close) =
+        idle.quic().unwrap().close_reason().unwrap()
+    else {
+        panic!("closed otherwise");
+    };
+    assert_eq!(close.error_code.into_inner(), 4);
+    // A call on it fails at once, retryable, saying why.
+    let error = idle
+        .call_json("demo/add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap_err();
+    assert!(error.retryable, "{error:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(ticks.next().await.unwrap().is_ok());
+    assert!(busy.quic().unwrap().close_reason().is_none());
 }

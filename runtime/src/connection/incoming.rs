@@ -86,6 +86,8 @@ impl ConnInner {
         stream_token: &CancellationToken,
         out: &mut BytesMut,
     ) {
+        self.requests_seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self
             .incoming
             .running
@@ -149,8 +151,16 @@ impl ConnInner {
             None => Work::Pending(dispatched),
         };
         // Waiting here stops this stream's reader: backpressure on a peer with too much running.
-        let Ok(slot) = Arc::clone(&self.incoming.slots).acquire_owned().await else {
-            return;
+        let slot = match Arc::clone(&self.incoming.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Meanwhile the stream is not read.
+                let _unread = self.account.hold(self.unread_cost());
+                let Ok(slot) = Arc::clone(&self.incoming.slots).acquire_owned().await else {
+                    return;
+                };
+                slot
+            }
         };
         self.incoming
             .running

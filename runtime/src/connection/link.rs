@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -16,7 +17,7 @@ use tracing::{Instrument, debug, debug_span};
 use super::writer::{
     FrameReceiver, FrameSender, InFlight, StreamHandle, WriterRef, frame_queue, write_frames,
 };
-use super::{ConnInner, Connection};
+use super::{ConnInner, Connection, STREAM_COST};
 use crate::config::ProtocolConfig;
 use crate::error::CallError;
 use crate::identity::{Identity, IdentityProvider};
@@ -26,6 +27,12 @@ use crate::wire::split_frames;
 
 /// QUIC application error code for a connection closed by its owner.
 pub(crate) const QUIC_CLOSE_NORMAL: u32 = 0;
+/// QUIC application error code for a connection ended because the node was over its memory
+/// budget and this connection held the most. Calls lost with it are retryable.
+pub(crate) const QUIC_CLOSE_RESOURCE_LIMIT: u32 = 3;
+/// QUIC application error code for a connection closed after carrying nothing for the server's
+/// `idle_connection_timeout`.
+pub(crate) const QUIC_CLOSE_IDLE: u32 = 4;
 
 /// Envelopes in flight between the halves of an in-memory pair, each way. What each half
 /// queues for sending is bounded in bytes by its frame queue; this only decouples the halves.
@@ -61,6 +68,26 @@ impl Link {
             Link::Quic(quic) => quic.close(QUIC_CLOSE_NORMAL.into(), b"closed"),
             Link::Messages(link) => link.closing.cancel(),
         }
+    }
+
+    /// When the peer (or this side) ended the connection over a resource limit or for being
+    /// idle: the error for what was lost with it, retryable.
+    pub fn closed_for_resources(&self) -> Option<CallError> {
+        let Link::Quic(quic) = self else {
+            return None;
+        };
+        let quinn::ConnectionError::ApplicationClosed(close) = quic.close_reason()? else {
+            return None;
+        };
+        let code = close.error_code.into_inner();
+        let why = if code == u64::from(QUIC_CLOSE_RESOURCE_LIMIT) {
+            "connection ended: the node was over its memory budget and this connection held the most"
+        } else if code == u64::from(QUIC_CLOSE_IDLE) {
+            "connection ended: idle for longer than the server keeps idle connections"
+        } else {
+            return None;
+        };
+        Some(CallError::internal(why).with_retryable(true))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -143,15 +170,26 @@ pub struct PairOptions {
 impl Connection {
     /// Starts serving `quic`: accepts the peer's streams and answers its requests from the
     /// node's registry.
-    pub(crate) fn start(quic: quinn::Connection, node: Arc<Node>) -> Connection {
+    ///
+    /// `idle_timeout`: close the connection once it has carried nothing for that long (a
+    /// server's setting).
+    pub(crate) fn start(
+        quic: quinn::Connection,
+        node: Arc<Node>,
+        idle_timeout: Option<Duration>,
+    ) -> Connection {
         // The peer's certificate (if it presented one) names who it is, for the whole connection.
         let identity = crate::tls::peer_fingerprint(&quic)
             .and_then(|fingerprint| node.identities.as_ref()?.by_fingerprint(&fingerprint))
             .map(Arc::new);
         let remote = quic.remote_address();
-        let connection = Self::assemble(Link::Quic(quic), identity, node);
+        let account = node.memory.open();
+        let connection = Self::assemble(Link::Quic(quic), identity, node, account);
         let inner = Arc::clone(connection.inner());
         let span = debug_span!("connection", %remote);
+        if let Some(timeout) = idle_timeout {
+            tokio::spawn(Arc::clone(&inner).close_when_idle(timeout));
+        }
         // Not on the tracker: after a graceful shutdown begins this task only waits for the
         // connection to close, which the server does after the tracked work is done. Tracked,
         // it would hold every shutdown with a connected client for the whole grace period.
@@ -168,8 +206,13 @@ impl Connection {
         remote: SocketAddr,
         incoming: BoxStream<'static, LinkMessage>,
     ) -> (Connection, MessageTransport) {
-        let (tx, outgoing) =
-            frame_queue(node.config.stream_write_buffer, None, InFlight::default());
+        let account = node.memory.open();
+        let (tx, outgoing) = frame_queue(
+            node.config.stream_write_buffer,
+            None,
+            InFlight::default(),
+            Arc::clone(&account),
+        );
         let closing = CancellationToken::new();
         let violation = Arc::new(OnceLock::new());
         let link = MessageLink {
@@ -182,7 +225,7 @@ impl Connection {
             closing: closing.clone(),
             violation: Arc::clone(&violation),
         };
-        let connection = Self::assemble(Link::Messages(link), identity, node);
+        let connection = Self::assemble(Link::Messages(link), identity, node, account);
         let inner = Arc::clone(connection.inner());
         let span = debug_span!("connection", %remote, transport = "messages");
         inner.node.tracker.spawn(
@@ -268,14 +311,11 @@ impl ConnInner {
     pub(super) async fn open_stream(self: &Arc<Self>) -> Result<StreamHandle, CallError> {
         match &self.link {
             Link::Quic(quic) => {
-                let (send, recv) = quic
-                    .open_bi()
-                    .await
-                    .map_err(|_| CallError::internal("connection closed"))?;
+                let (send, recv) = quic.open_bi().await.map_err(|_| self.closed_error())?;
                 Ok(self.start_stream(send, recv, true))
             }
             Link::Messages(link) if !link.closing.is_cancelled() => Ok(link.stream.clone()),
-            Link::Messages(_) => Err(CallError::internal("connection closed")),
+            Link::Messages(_) => Err(self.closed_error()),
         }
     }
 
@@ -288,6 +328,10 @@ impl ConnInner {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break,
+                _ = self.account.evicted().cancelled() => {
+                    quic.close(QUIC_CLOSE_RESOURCE_LIMIT.into(), b"over the node's memory budget");
+                    break;
+                }
                 accepted = quic.accept_bi() => match accepted {
                     Ok((send, recv)) => {
                         self.start_stream(send, recv, false);
@@ -305,6 +349,35 @@ impl ConnInner {
         self.connection_ended();
     }
 
+    /// Closes the connection once nothing has run on it, either way, for `timeout`: no
+    /// request from the peer arrived and no call or subscription was in flight. Checked four
+    /// times per `timeout`, so an idle connection lasts up to 1¼ × `timeout`.
+    async fn close_when_idle(self: Arc<Self>, timeout: Duration) {
+        let Link::Quic(quic) = &self.link else {
+            return;
+        };
+        let mut tick = tokio::time::interval(timeout / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = self.requests_seen.load(Ordering::Relaxed);
+        let mut idle_since = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                now = tick.tick() => {
+                    let requests = self.requests_seen.load(Ordering::Relaxed);
+                    if requests != seen || self.in_flight.load(Ordering::Relaxed) > 0 {
+                        seen = requests;
+                        idle_since = now;
+                    } else if now.duration_since(idle_since) >= timeout {
+                        debug!("closing an idle connection");
+                        quic.close(QUIC_CLOSE_IDLE.into(), b"idle");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Starts only the writer of a QUIC stream this side opened, for an owner that reads the
     /// stream itself (a subscription). The stream finishes when the owner lets go.
     pub(super) fn start_writer(self: &Arc<Self>, send: quinn::SendStream) -> FrameSender {
@@ -313,6 +386,7 @@ impl ConnInner {
             self.config().stream_write_buffer,
             Some(send),
             Arc::clone(&self.in_flight),
+            Arc::clone(&self.account),
         );
         self.node
             .tracker
@@ -334,6 +408,7 @@ impl ConnInner {
             self.config().stream_write_buffer,
             Some(send),
             Arc::clone(&self.in_flight),
+            Arc::clone(&self.account),
         );
         let token = self.cancel.child_token();
         let reader_done = CancellationToken::new();
@@ -344,7 +419,12 @@ impl ConnInner {
         };
         let tracker = &self.node.tracker;
         tracker.spawn(write_frames(rx, token.clone()));
-        tracker.spawn(Arc::clone(self).read_frames(recv, key, writer, token, reader_done.clone()));
+        let cost = self.account.hold(STREAM_COST);
+        let read = Arc::clone(self).read_frames(recv, key, writer, token, reader_done.clone());
+        tracker.spawn(async move {
+            read.await;
+            drop(cost);
+        });
         StreamHandle {
             key,
             tx,

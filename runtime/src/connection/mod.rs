@@ -37,6 +37,7 @@ use crate::context::Context;
 use crate::error::CallError;
 use crate::identity::Identity;
 use crate::node::Node;
+use crate::node::memory::{Account, Held};
 use crate::peer::{CallOptions, Peer};
 use crate::registry::ValueStream;
 use incoming::IncomingRequests;
@@ -95,12 +96,30 @@ struct ConnInner {
     /// Calls and requests in flight on this connection, both ways: decides whether frames are
     /// written in place or batched (see `writer`).
     in_flight: writer::InFlight,
+    /// Requests the peer has sent so far: with `in_flight`, tells an idle connection.
+    requests_seen: AtomicU64,
+    /// This connection's share of the node's memory budget.
+    account: Arc<Account>,
+    /// The fixed cost of the connection, charged while it lives.
+    _base_cost: Held,
 }
+
+/// What a connection costs before it carries anything (QUIC's connection state, the
+/// connection's tasks and tables; a WebSocket session's buffers), charged to its account.
+const CONNECTION_COST: usize = 64 * 1024;
+/// What a stream costs besides its read buffer and queued frames (QUIC's stream state, its
+/// reader and writer tasks), charged while its reader runs.
+const STREAM_COST: usize = 8 * 1024;
 
 impl Connection {
     /// A connection over `link`, with nothing running yet: the link's constructor starts the
     /// tasks that read it.
-    fn assemble(link: Link, identity: Option<Arc<Identity>>, node: Arc<Node>) -> Connection {
+    fn assemble(
+        link: Link,
+        identity: Option<Arc<Identity>>,
+        node: Arc<Node>,
+        account: Arc<Account>,
+    ) -> Connection {
         let config = node.config.clone();
         let frame_budget = Arc::new(tokio::sync::Semaphore::new(
             config
@@ -120,6 +139,9 @@ impl Connection {
                 hard_stop: node.hard_stop.child_token(),
                 frame_budget,
                 in_flight: writer::InFlight::default(),
+                requests_seen: AtomicU64::new(0),
+                _base_cost: account.hold(CONNECTION_COST),
+                account,
                 node,
             }),
         });
@@ -216,6 +238,16 @@ impl ConnInner {
         &self.node.config
     }
 
+    /// What the transport may buffer for a stream this side stops reading: charged to the
+    /// account while it does. A QUIC stream's receive window; a message link's socket buffers
+    /// are the kernel's.
+    fn unread_cost(&self) -> usize {
+        match self.link {
+            Link::Quic(_) => self.config().stream_receive_window as usize,
+            Link::Messages(_) => 0,
+        }
+    }
+
     /// This connection as a handler's peer.
     fn as_peer(&self) -> Option<Arc<dyn Peer>> {
         let handle = self.handle.upgrade()?;
@@ -226,10 +258,18 @@ impl ConnInner {
     /// connection is gone, as the design requires, else what happened to the stream.
     fn lost_error(&self, stream_problem: &str) -> CallError {
         if self.link.is_closed() || self.cancel.is_cancelled() {
-            CallError::internal("connection closed")
+            self.closed_error()
         } else {
             CallError::internal(stream_problem)
         }
+    }
+
+    /// The error for a call on a closed connection: "connection closed", or, when it was ended
+    /// over a resource limit or for being idle, that (retryable).
+    fn closed_error(&self) -> CallError {
+        self.link
+            .closed_for_resources()
+            .unwrap_or_else(|| CallError::internal("connection closed"))
     }
 
     /// The connection is gone: fail what waits for the peer, forget what the peer asked for.

@@ -228,15 +228,12 @@ impl Connection {
         if let Link::Quic(quic) = &inner.link {
             // The subscription reads its own stream: no reader task, table or channel between
             // the stream and the subscriber, and QUIC flow control is the only buffer.
-            let (send, recv) = quic
-                .open_bi()
-                .await
-                .map_err(|_| CallError::internal("connection closed"))?;
+            let (send, recv) = quic.open_bi().await.map_err(|_| inner.closed_error())?;
             let tx = inner.start_writer(send);
             if tx.send(frame).await.is_err() {
                 return Err(inner.lost_error("stream closed"));
             }
-            let reader = inner.frame_reader(recv);
+            let reader = inner.frame_reader(recv, false);
             let frames = futures_util::stream::unfold(reader, |mut reader| async move {
                 let frame = reader.next_frame().await;
                 Some((frame, reader))

@@ -39,6 +39,9 @@ impl ConnInner {
                 biased;
                 next = incoming.next() => next,
                 _ = link.closing.cancelled() => break None,
+                _ = self.account.evicted().cancelled() => {
+                    break Some("over the node's memory budget".to_owned());
+                }
                 _ = self.shutdown.cancelled() => {
                     shutting_down = true;
                     break None;
@@ -91,7 +94,9 @@ impl ConnInner {
         token: CancellationToken,
         reader_done: CancellationToken,
     ) {
-        let mut reader = self.frame_reader(recv);
+        // Streams the peer opens exist to carry a request at once.
+        let opened_by_peer = matches!(writer, WriterRef::Strong(_));
+        let mut reader = self.frame_reader(recv, opened_by_peer);
         let mut shutting_down = false;
         // Answers produced while reading: sent as one chunk once no whole frame is buffered.
         let mut out = BytesMut::new();
@@ -119,7 +124,11 @@ impl ConnInner {
                     }
                     break None;
                 }
-                Err(error @ (FrameError::BudgetExhausted { .. } | FrameError::TooSlow { .. })) => {
+                Err(
+                    error @ (FrameError::BudgetExhausted { .. }
+                    | FrameError::TooSlow { .. }
+                    | FrameError::Silent),
+                ) => {
                     break Some((error.to_string(), STREAM_RESOURCE_LIMIT));
                 }
                 Err(error) => break Some((error.to_string(), STREAM_PROTOCOL_ERROR)),
@@ -134,6 +143,9 @@ impl ConnInner {
                 let chunk = out.split().freeze();
                 // No writer left: the stream's owner let go, and nothing can be answered.
                 if let Some(tx) = writer.get() {
+                    // While the answers wait for room they are held here, and this stream
+                    // is not read.
+                    let _held = self.account.hold(self.unread_cost() + chunk.len());
                     let _ = tx.send(chunk).await;
                 }
             }
@@ -178,13 +190,25 @@ impl ConnInner {
     }
 
     /// A QUIC stream reader for this connection: large frames draw on the connection's and the
-    /// node's budgets, within the configured wait and arrival time.
-    pub(super) fn frame_reader(&self, recv: quinn::RecvStream) -> FrameReader<quinn::RecvStream> {
+    /// node's budgets, within the configured wait and arrival time; its buffer is charged to
+    /// the connection's account. A stream the peer opened must bring its first frame within
+    /// `first_frame_timeout`.
+    pub(super) fn frame_reader(
+        &self,
+        recv: quinn::RecvStream,
+        opened_by_peer: bool,
+    ) -> FrameReader<quinn::RecvStream> {
         let config = self.config();
-        FrameReader::new(recv, config.max_frame_len)
+        let reader = FrameReader::new(recv, config.max_frame_len)
             .with_budget(Arc::clone(&self.frame_budget))
             .with_budget(Arc::clone(&self.node.frame_budget))
-            .with_large_frame_limits(config.frame_budget_wait, config.large_frame_timeout)
+            .with_frame_limits(config.frame_budget_wait, config.frame_timeout)
+            .with_account(self.account.clone(), self.unread_cost());
+        if opened_by_peer {
+            reader.with_first_frame_timeout(config.first_frame_timeout)
+        } else {
+            reader
+        }
     }
 
     /// Decodes one envelope and handles it. `Err` is a message that is not an envelope at all:

@@ -30,6 +30,7 @@ use tracing::debug;
 
 use super::ConnInner;
 use crate::error::CallError;
+use crate::node::memory::Account;
 use crate::wire::{
     Event, FrameError, JsonOutput, Message, encode_frame_into, encode_output_frame_into,
 };
@@ -60,6 +61,8 @@ struct FrameQueue {
     /// The peer ended the stream with [`STREAM_RESOURCE_LIMIT`]: it refused a frame this side
     /// sent. Set by the writer (its write was stopped) or the reader (its read was reset).
     refused_by_peer: std::sync::atomic::AtomicBool,
+    /// The connection's account in the node's memory budget: queued bytes are charged to it.
+    account: Arc<Account>,
 }
 
 /// The number of operations in flight on one connection (see [`FrameSender::for_operation`]).
@@ -88,7 +91,7 @@ impl FrameQueue {
         let mut state = self.lock();
         state.closed = true;
         state.frames.clear();
-        state.queued = 0;
+        self.account.release(std::mem::take(&mut state.queued));
         let consumer = state.consumer.take();
         drop(state);
         self.space.notify_waiters();
@@ -182,7 +185,10 @@ impl FrameSender {
     fn accept(&self, mut state: MutexGuard<'_, QueueState>, frame: Bytes) {
         let consumer = match state.write_in_place(frame, self.busy()) {
             None => None,
-            Some(rest) => state.push(rest),
+            Some(rest) => {
+                self.queue.account.charge(rest.len());
+                state.push(rest)
+            }
         };
         drop(state);
         if let Some(consumer) = consumer {
@@ -343,6 +349,7 @@ pub(super) fn frame_queue(
     limit: usize,
     send: Option<quinn::SendStream>,
     in_flight: InFlight,
+    account: Arc<Account>,
 ) -> (FrameSender, FrameReceiver) {
     let queue = Arc::new(FrameQueue {
         state: Mutex::new(QueueState {
@@ -357,6 +364,7 @@ pub(super) fn frame_queue(
         senders: AtomicUsize::new(1),
         in_flight,
         refused_by_peer: std::sync::atomic::AtomicBool::new(false),
+        account,
     });
     (
         FrameSender {
@@ -394,6 +402,7 @@ impl FrameReceiver {
     fn take(&self, state: &mut QueueState) -> Option<Bytes> {
         let frame = state.frames.pop_front()?;
         state.queued -= frame.len();
+        self.queue.account.release(frame.len());
         self.queue.space.notify_waiters();
         Some(frame)
     }
@@ -489,6 +498,7 @@ fn poll_write_queued(queue: &FrameQueue, cx: &mut Context<'_>) -> Poll<Result<()
             Poll::Ready(Ok(written)) => {
                 frames.drain(..written.chunks);
                 state.queued -= written.bytes;
+                queue.account.release(written.bytes);
                 queue.space.notify_waiters();
             }
             Poll::Ready(Err(error)) => {
@@ -565,10 +575,15 @@ mod tests {
     use bytes::Bytes;
 
     use super::{InFlight, frame_queue};
+    use crate::node::memory::{Account, MemoryBudget};
+
+    fn unbounded() -> std::sync::Arc<Account> {
+        MemoryBudget::new(usize::MAX).open()
+    }
 
     #[tokio::test]
     async fn senders_wait_for_room_and_the_last_one_ends_the_queue() {
-        let (tx, mut rx) = frame_queue(10, None, InFlight::default());
+        let (tx, mut rx) = frame_queue(10, None, InFlight::default(), unbounded());
         // An empty queue takes any frame; a full one makes the next sender wait.
         tx.send(Bytes::from_static(b"0123456789ab")).await.unwrap();
         let waiting =
@@ -593,7 +608,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_queue_refuses_frames_and_wakes_waiting_senders() {
-        let (tx, rx) = frame_queue(4, None, InFlight::default());
+        let (tx, rx) = frame_queue(4, None, InFlight::default(), unbounded());
         tx.send(Bytes::from_static(b"full")).await.unwrap();
         let waiting = tx.clone();
         let blocked = tokio::spawn(async move { waiting.send(Bytes::from_static(b"more")).await });

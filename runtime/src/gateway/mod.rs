@@ -25,6 +25,7 @@
 
 mod auth;
 mod batch;
+mod body;
 mod listener;
 #[cfg(feature = "mcp")]
 mod mcp;
@@ -138,12 +139,20 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     #[cfg(feature = "mcp")]
     let routes = routes.nest(
         "/mcp",
-        mcp::router(node, options.mcp_gateway_mode, &options.mcp_limits),
+        mcp::router(
+            Arc::clone(&node),
+            options.mcp_gateway_mode,
+            &options.mcp_limits,
+        ),
     );
     #[cfg(not(feature = "mcp"))]
-    let _ = (node, options);
+    let _ = options;
     // Browsers: the WebSocket and MCP accept only listed origins; CORS answers their preflights.
     routes
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&node),
+            body::within_budget,
+        ))
         .layer(axum::middleware::from_fn_with_state(policy, origin::guard))
         .layer(origins.cors())
 }

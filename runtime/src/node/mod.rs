@@ -2,6 +2,7 @@
 //!
 //! - `Node`: the registry, protocol settings, identities, task tracker and shutdown signals of
 //!   one endpoint (a server, a client, a WebSocket client). Transports hold an `Arc<Node>`.
+//! - `memory`: the node's memory budget, with one account per connection.
 //! - `request`: the dispatch `Request` and its one constructor.
 //! - `dispatch`: the rules of design §5 and §4.5–§4.6, with one entry point per shape.
 //! - [`env`](mod@env): nested calls from inside a handler (design §6).
@@ -10,6 +11,7 @@
 
 pub(crate) mod dispatch;
 pub mod env;
+pub(crate) mod memory;
 pub(crate) mod request;
 
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub(crate) struct Node {
     pub hard_stop: CancellationToken,
     /// Bytes of large frames being read on all connections (`node_frame_budget`).
     pub frame_budget: Arc<tokio::sync::Semaphore>,
+    /// What all connections together make the node hold (`node_memory_budget`).
+    pub memory: Arc<memory::MemoryBudget>,
     /// Numbers requests that arrive without an id of their own (HTTP, MCP).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     next_request: AtomicU64,
@@ -60,6 +64,7 @@ impl Node {
         ));
         Arc::new(Self {
             frame_budget,
+            memory: memory::MemoryBudget::new(config.node_memory_budget),
             registry,
             config,
             identities,

@@ -246,9 +246,14 @@ impl TestNode {
     }
 
     pub fn with_config(protocol: ProtocolConfig) -> Self {
+        Self::with_options(|options| options.protocol = protocol)
+    }
+
+    /// A node whose server options `configure` adjusts.
+    pub fn with_options(configure: impl FnOnce(&mut ServerOptions)) -> Self {
         let probes = Probes::new();
         let mut options = ServerOptions::new("127.0.0.1:0".parse().unwrap());
-        options.protocol = protocol;
+        configure(&mut options);
         let server = Server::bind(test_registry(&probes), options).unwrap();
         Self { server, probes }
     }

@@ -191,6 +191,18 @@ struct ServeArgs {
     /// waiting (so also how long an idle keep-alive connection is kept).
     #[arg(long, default_value_t = alknet::HttpLimits::default().request_head_timeout.as_secs(), requires = "http")]
     http_head_timeout_secs: u64,
+    /// QUIC connections open at once, handshakes included; further ones are refused.
+    #[arg(long, default_value_t = ServerOptions::new(([127, 0, 0, 1], 0).into()).max_connections)]
+    max_connections: usize,
+    /// MiB all connections together may make the node hold (queued answers, read buffers,
+    /// unread stream data); over it, the connection holding the most is ended. Large frames
+    /// being read have a budget of their own (docs/protocol.md, "Bounds").
+    #[arg(long, default_value_t = alknet::ProtocolConfig::default().node_memory_budget >> 20)]
+    memory_budget_mib: usize,
+    /// Seconds a QUIC connection may carry nothing (no request, no call or subscription in
+    /// flight) before it is closed; 0 keeps idle connections as long as their peers do.
+    #[arg(long, default_value_t = 600)]
+    idle_connection_secs: u64,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -443,6 +455,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     raise_open_file_limit();
     let mut options = ServerOptions::new(args.listen);
+    options.max_connections = args.max_connections;
+    options.protocol.node_memory_budget = args.memory_budget_mib << 20;
+    options.idle_connection_timeout = (args.idle_connection_secs > 0)
+        .then(|| std::time::Duration::from_secs(args.idle_connection_secs));
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
     }
