@@ -48,6 +48,8 @@
 //!    HTTP routes, WebSocket sessions, MCP); [`docker`] (feature `docker`: the Docker pack and
 //!    its interactive sessions on ALPN `alknet/tty`, design §11); [`demo`] (the demo service
 //!    behind `alknet serve --demo`).
+//! 6. [`adapters`]: operations that live elsewhere — another node's, through its discovery —
+//!    imported into a [`Registry`] as forwarding operations (design §10).
 
 #![warn(missing_docs)]
 
@@ -83,6 +85,9 @@ pub mod docker;
 pub mod gateway;
 pub mod quic;
 
+// Layer 6: adapters.
+pub mod adapters;
+
 // Lets `#[operation]` expand to `::alknet::…` paths inside this crate too (the demo service).
 extern crate self as alknet;
 
@@ -90,6 +95,7 @@ extern crate self as alknet;
 pub use alknet_spec as spec;
 
 pub use access::OwnershipProvider;
+pub use adapters::CallImport;
 pub use config::ProtocolConfig;
 pub use connection::{Connection, PairOptions, Subscription, TypedSubscription};
 pub use context::Context;

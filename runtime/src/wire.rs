@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -1076,9 +1077,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 (Some(frame), Some(first)) => Some(frame.min(first)),
                 (frame, first) => frame.or(first),
             };
-            let read = match deadline {
-                None => self.inner.read_buf(&mut self.buf).await?,
-                Some(deadline) => {
+            // What is already there is read without arming a timer: a deadline only matters
+            // when the read has to wait.
+            let ready = match deadline {
+                None => None,
+                Some(_) => self.inner.read_buf(&mut self.buf).now_or_never(),
+            };
+            let read = match (ready, deadline) {
+                (Some(read), _) => read?,
+                (None, None) => self.inner.read_buf(&mut self.buf).await?,
+                (None, Some(deadline)) => {
                     match tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.buf))
                         .await
                     {

@@ -185,6 +185,11 @@ impl Connection {
         self.inner().link.close();
     }
 
+    /// Whether the connection is closed, by either side.
+    pub fn is_closed(&self) -> bool {
+        self.inner().link.is_closed() || self.inner().cancel.is_cancelled()
+    }
+
     /// Completes when the connection is closed, by either side.
     pub async fn closed(&self) {
         self.inner().cancel.cancelled().await

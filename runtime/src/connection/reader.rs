@@ -142,7 +142,9 @@ impl ConnInner {
             if !out.is_empty() && (!reader.has_buffered_frame() || out.len() >= ITEM_BATCH_BYTES) {
                 let chunk = out.split().freeze();
                 // No writer left: the stream's owner let go, and nothing can be answered.
-                if let Some(tx) = writer.get() {
+                if let Some(tx) = writer.get()
+                    && let Err(chunk) = tx.try_send(chunk)
+                {
                     // While the answers wait for room they are held here, and this stream
                     // is not read.
                     let _held = self.account.hold(self.unread_cost() + chunk.len());

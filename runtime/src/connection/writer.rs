@@ -169,6 +169,17 @@ impl FrameSender {
         }
     }
 
+    /// Sends `frame` if the queue has room now; gives it back if the sender would have to
+    /// wait (or the queue is closed: [`FrameSender::send`] then says so).
+    pub fn try_send(&self, frame: Bytes) -> Result<(), Bytes> {
+        let state = self.queue.lock();
+        if state.closed || !(state.queued == 0 || state.queued + frame.len() <= self.queue.limit) {
+            return Err(frame);
+        }
+        self.accept(state, frame);
+        Ok(())
+    }
+
     /// Sends a small control frame (`call.aborted`) without waiting, past the bound if the
     /// queue is full: a destructor must not block, and what it sends is tiny.
     pub fn send_now(&self, frame: Bytes) -> Result<(), Closed> {

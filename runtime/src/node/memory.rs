@@ -19,6 +19,16 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+/// What an account holds is reported to the node in steps of this many bytes (rounded up), so
+/// the many small charges of a busy connection touch only its own counter, not the one every
+/// connection shares; the node's total is exact to a step per connection.
+const STEP: usize = 16 * 1024;
+
+/// `bytes` rounded up to whole steps, in bytes.
+fn steps(bytes: usize) -> usize {
+    bytes.div_ceil(STEP) * STEP
+}
+
 /// The memory all connections of a node may make it hold, and their accounts.
 pub(crate) struct MemoryBudget {
     limit: usize,
@@ -125,9 +135,12 @@ impl Account {
         if bytes == 0 {
             return;
         }
-        self.held.fetch_add(bytes, Ordering::Relaxed);
-        self.budget.used.fetch_add(bytes, Ordering::Relaxed);
-        self.budget.enforce();
+        let before = self.held.fetch_add(bytes, Ordering::Relaxed);
+        let grown = steps(before + bytes) - steps(before);
+        if grown > 0 {
+            self.budget.used.fetch_add(grown, Ordering::Relaxed);
+            self.budget.enforce();
+        }
     }
 
     /// Counts `bytes` this connection no longer holds.
@@ -135,8 +148,11 @@ impl Account {
         if bytes == 0 {
             return;
         }
-        self.held.fetch_sub(bytes, Ordering::Relaxed);
-        self.budget.used.fetch_sub(bytes, Ordering::Relaxed);
+        let before = self.held.fetch_sub(bytes, Ordering::Relaxed);
+        let shrunk = steps(before) - steps(before - bytes);
+        if shrunk > 0 {
+            self.budget.used.fetch_sub(shrunk, Ordering::Relaxed);
+        }
     }
 
     /// A charge released when the returned guard is dropped.
@@ -173,7 +189,7 @@ impl Drop for Account {
     fn drop(&mut self) {
         let budget = &self.budget;
         budget.lock().remove(&self.key);
-        let left = self.held.load(Ordering::Relaxed);
+        let left = steps(self.held.load(Ordering::Relaxed));
         budget.used.fetch_sub(left, Ordering::Relaxed);
         let releasing = self.released_on_drop.load(Ordering::Relaxed);
         budget.releasing.fetch_sub(releasing, Ordering::Relaxed);
@@ -208,29 +224,33 @@ mod tests {
 
     #[test]
     fn going_over_the_budget_ends_the_connection_holding_the_most_once() {
-        let budget = MemoryBudget::new(1000);
+        const K: usize = super::STEP;
+        let budget = MemoryBudget::new(10 * K);
         let small = budget.open();
         let large = budget.open();
-        small.charge(100);
-        large.charge(800);
+        small.charge(K);
+        large.charge(8 * K);
         assert!(!large.evicted().is_cancelled());
         // The small one goes over, but the large one holds the most: it is ended.
-        small.charge(200);
+        small.charge(2 * K);
         assert!(large.evicted().is_cancelled());
         assert!(!small.evicted().is_cancelled());
         // While the ended one releases, the budget counts its memory as coming back: a little
         // more does not end another connection.
-        small.charge(100);
+        small.charge(K);
         assert!(!small.evicted().is_cancelled());
-        assert_eq!(budget.used(), 1200);
-        large.release(800);
+        assert_eq!(budget.used(), 12 * K);
+        large.release(8 * K);
         drop(large);
-        assert_eq!(budget.used(), 400);
-        // Holding guards release on drop; an account releases what is left when it goes.
-        let held = small.hold(50);
-        assert_eq!(small.held(), 450);
+        assert_eq!(budget.used(), 4 * K);
+        // Charges within a step reach the node's total once the step is crossed.
+        let held = small.hold(1);
+        assert_eq!(small.held(), 4 * K + 1);
+        assert_eq!(budget.used(), 5 * K);
         drop(held);
-        assert_eq!(small.held(), 400);
+        assert_eq!(small.held(), 4 * K);
+        assert_eq!(budget.used(), 4 * K);
+        small.charge(7);
         drop(small);
         assert_eq!(budget.used(), 0);
     }

@@ -203,6 +203,27 @@ struct ServeArgs {
     /// flight) before it is closed; 0 keeps idle connections as long as their peers do.
     #[arg(long, default_value_t = 600)]
     idle_connection_secs: u64,
+    /// Import another node's external operations as `NAME/<operation>` (design §10): its
+    /// discovery is read at start-up, and the node does not start if it cannot be reached.
+    #[arg(long, value_name = "NAME=ADDR", requires = "import_pin")]
+    import_call: Option<String>,
+    /// The certificate fingerprint of the node --import-call names (from its ready line).
+    #[arg(long, value_name = "SHA256:HEX", requires = "import_call")]
+    import_pin: Option<String>,
+    /// A token this node presents to the imported node (it calls as itself, never with its
+    /// callers' tokens).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ALKNET_IMPORT_TOKEN",
+        hide_env_values = true,
+        requires = "import_call"
+    )]
+    import_token: Option<String>,
+    /// Re-export the imported operations through this node's QUIC, HTTP and MCP surfaces;
+    /// without it they are internal, for composition.
+    #[arg(long, requires = "import_call")]
+    import_external: bool,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
@@ -476,6 +497,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing the SIGINT handler")?;
     #[allow(unused_mut)]
     let mut registry = node_registry(args.demo);
+    if let Some(import) = call_import(&args)? {
+        let name = import.name.clone();
+        let names = registry.import_call(import).await?;
+        tracing::info!(import = %name, operations = names.len(), "operations imported");
+    }
     #[cfg(feature = "docker")]
     let docker = match &args.docker {
         Some(socket) => {
@@ -569,6 +595,30 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
         .await
         .map_err(|e| local(e.to_string()))?;
     Ok((client, conn))
+}
+
+/// The import `--import-call NAME=ADDR --import-pin FP` describes, if any.
+fn call_import(args: &ServeArgs) -> anyhow::Result<Option<alknet::CallImport>> {
+    let (Some(spec), Some(pin)) = (&args.import_call, &args.import_pin) else {
+        return Ok(None);
+    };
+    let (name, addr) = spec
+        .split_once('=')
+        .context("--import-call takes NAME=ADDR")?;
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--import-call: `{addr}` is not an IP address and port"))?;
+    let mut client = ClientOptions::new(ServerVerification::pin(
+        pin.parse().context("--import-pin")?,
+    ));
+    client.auth_token = args.import_token.clone();
+    Ok(Some(alknet::CallImport {
+        name: name.to_owned(),
+        addr,
+        server_name: "localhost".to_owned(),
+        client,
+        external: args.import_external,
+    }))
 }
 
 /// How to reach and trust the node `target` names: client options, address, server name.

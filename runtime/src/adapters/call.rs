@@ -1,0 +1,342 @@
+//! `from_call`: another alknet node's external operations, imported under a local name.
+//!
+//! [`Registry::import_call`] dials the remote, reads its discovery (`services/list`, then
+//! `services/schema` for each operation) and registers one forwarding operation per remote
+//! operation, named `<import>/<remote name>` and keeping the remote spec (kind, schemas,
+//! errors, description, access rules), so this node's discovery, OpenAPI document and MCP tools
+//! describe it exactly. It is internal (for composition) unless the import is external.
+//!
+//! A forwarded call goes out as this node (its client certificate or token from the import's
+//! [`ClientOptions`]), never with the original caller's token: the composing authority of
+//! design §6. The remaining deadline goes on as `timeout_ms`; dropping the forwarded call (the
+//! caller aborted, the deadline passed) aborts it on the remote, so an abort travels down a
+//! chain of nodes. Outputs are checked against the imported output schema: a remote that breaks
+//! its own contract gives an error, not a wrong answer. A connection that is lost is dialled
+//! again on the next call, with backoff while the remote stays away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_spec::{OperationSpec, Visibility};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::ImportError;
+use crate::connection::Connection;
+use crate::discovery::{LIST, SCHEMA, ServiceList};
+use crate::error::CallError;
+use crate::peer::CallOptions;
+use crate::quic::{Client, ClientOptions};
+use crate::registry::{Handler, Registry};
+
+/// One import of another node's operations.
+#[derive(Clone)]
+pub struct CallImport {
+    /// The local name: imported operations are called `<name>/<remote name>`. One name
+    /// segment.
+    pub name: String,
+    /// The remote node's QUIC address.
+    pub addr: SocketAddr,
+    /// The name its certificate is checked for (with pinning, any name works).
+    pub server_name: String,
+    /// How this node dials it: verification (pin, CA), and who it is there (a client
+    /// certificate, a token).
+    pub client: ClientOptions,
+    /// Re-export the imported operations through this node's surfaces (QUIC, HTTP, MCP) under
+    /// this node's access rules; otherwise they are internal, for composition.
+    pub external: bool,
+}
+
+/// How long one dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait after a failed dial; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Registry {
+    /// Imports the external operations of the node `import` names, as forwarding operations;
+    /// returns their local names. Fails when the remote cannot be reached or its discovery
+    /// cannot be read, and when an operation's local name is taken.
+    pub async fn import_call(&mut self, import: CallImport) -> Result<Vec<String>, ImportError> {
+        if alknet_spec::validate_name(&format!("{}/x", import.name)).is_err()
+            || import.name.contains('/')
+        {
+            return Err(ImportError::BadName(import.name));
+        }
+        let remote = Remote::new(&import)?;
+        let connection = remote
+            .dial()
+            .await
+            .map_err(|reason| ImportError::Unreachable {
+                name: import.name.clone(),
+                remote: import.addr.to_string(),
+                reason,
+            })?;
+        let specs = read_specs(&connection)
+            .await
+            .map_err(|reason| ImportError::Discovery {
+                name: import.name.clone(),
+                reason,
+            })?;
+        *remote.state.lock().await = Dialled::Connected(connection);
+        let remote = Arc::new(remote);
+        let mut names = Vec::new();
+        for spec in specs {
+            let local = forwarding_spec(&import, &spec);
+            let handler = forwarding_handler(&remote, &spec)?;
+            let name = local.name.clone();
+            self.register_handler(local, handler)
+                .map_err(|source| ImportError::Registry {
+                    name: import.name.clone(),
+                    source,
+                })?;
+            names.push(name);
+        }
+        info!(import = %import.name, remote = %import.addr, operations = names.len(), "imported");
+        Ok(names)
+    }
+}
+
+/// The remote's external operations as it describes them, discovery built-ins left out.
+async fn read_specs(connection: &Connection) -> Result<Vec<OperationSpec>, String> {
+    let list = connection
+        .call_json(LIST, json!({}))
+        .await
+        .map_err(|e| format!("`{LIST}`: {e}"))?;
+    let list: ServiceList =
+        serde_json::from_value(list).map_err(|e| format!("`{LIST}` answered: {e}"))?;
+    let mut specs = Vec::with_capacity(list.operations.len());
+    for summary in list.operations {
+        if crate::discovery::is_builtin(&summary.name) {
+            continue;
+        }
+        let spec = connection
+            .call_json(SCHEMA, json!({"name": summary.name}))
+            .await
+            .map_err(|e| format!("`{SCHEMA}` for `{}`: {e}", summary.name))?;
+        let spec: OperationSpec = serde_json::from_value(spec)
+            .map_err(|e| format!("`{SCHEMA}` for `{}` answered: {e}", summary.name))?;
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// The local spec of an imported operation: the remote one under the import's name.
+fn forwarding_spec(import: &CallImport, remote: &OperationSpec) -> OperationSpec {
+    let mut spec = remote.clone();
+    spec.name = format!("{}/{}", import.name, remote.name);
+    spec.namespace = import.name.clone();
+    spec.visibility = if import.external {
+        Visibility::External
+    } else {
+        Visibility::Internal
+    };
+    spec
+}
+
+/// Forwards calls of the local operation to `spec.name` on the remote.
+fn forwarding_handler(remote: &Arc<Remote>, spec: &OperationSpec) -> Result<Handler, ImportError> {
+    let outputs = Arc::new(
+        OutputCheck::new(spec).map_err(|reason| ImportError::Discovery {
+            name: remote.import.clone(),
+            reason,
+        })?,
+    );
+    let remote = Arc::clone(remote);
+    let op: Arc<str> = spec.name.as_str().into();
+    Ok(match spec.op_type {
+        alknet_spec::OpType::Subscription => Handler::subscription(move |ctx, input| {
+            let (remote, op, outputs) = (Arc::clone(&remote), Arc::clone(&op), outputs.clone());
+            async move {
+                let connection = remote.connection().await?;
+                let options = CallOptions {
+                    timeout: ctx.remaining(),
+                    auth_token: None,
+                };
+                let items = connection
+                    .subscribe_json_with(&op, input, options)
+                    .await
+                    .map_err(|e| remote.explain(&connection, e))?;
+                let (remote, connection) = (Arc::clone(&remote), connection.clone());
+                Ok(items.map(move |item| match item {
+                    Ok(item) => outputs.check(item),
+                    Err(error) => Err(remote.explain(&connection, error)),
+                }))
+            }
+        }),
+        _ => Handler::unary(move |ctx, input| {
+            let (remote, op, outputs) = (Arc::clone(&remote), Arc::clone(&op), outputs.clone());
+            async move {
+                let connection = remote.connection().await?;
+                let options = CallOptions {
+                    timeout: ctx.remaining(),
+                    auth_token: None,
+                };
+                match connection.call_json_with(&op, input, options).await {
+                    Ok(output) => outputs.check(output),
+                    Err(error) => Err(remote.explain(&connection, error)),
+                }
+            }
+        }),
+    })
+}
+
+/// Checks what the remote answers against the output schema it declared.
+struct OutputCheck {
+    validator: Option<jsonschema::Validator>,
+    op: String,
+}
+
+impl OutputCheck {
+    fn new(spec: &OperationSpec) -> Result<Self, String> {
+        let open = match &spec.output_schema {
+            Value::Bool(true) => true,
+            Value::Object(map) => map.is_empty(),
+            _ => false,
+        };
+        let validator = if open {
+            None
+        } else {
+            Some(
+                jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .build(&spec.output_schema)
+                    .map_err(|e| format!("the output schema of `{}`: {e}", spec.name))?,
+            )
+        };
+        Ok(Self {
+            validator,
+            op: spec.name.clone(),
+        })
+    }
+
+    fn check(&self, output: Value) -> Result<Value, CallError> {
+        let Some(validator) = &self.validator else {
+            return Ok(output);
+        };
+        match validator.validate(&output) {
+            Ok(()) => Ok(output),
+            Err(error) => Err(CallError::internal(format!(
+                "the remote's answer to `{}` does not match its own output schema at `{}`: {}",
+                self.op,
+                error.instance_path().as_str(),
+                error.masked()
+            ))),
+        }
+    }
+}
+
+/// The connection to one imported node, dialled again when lost.
+struct Remote {
+    import: String,
+    addr: SocketAddr,
+    server_name: String,
+    client: Client,
+    state: Mutex<Dialled>,
+}
+
+enum Dialled {
+    Connected(Connection),
+    /// The last dial failed: the next waits until `retry_at`, then `backoff` doubles.
+    Failed {
+        retry_at: Instant,
+        backoff: Duration,
+        reason: String,
+    },
+    /// Not dialled yet, or the connection was lost (the next call dials at once).
+    Idle,
+}
+
+impl Remote {
+    fn new(import: &CallImport) -> Result<Self, ImportError> {
+        let client = Client::new(import.client.clone()).map_err(|e| ImportError::Unreachable {
+            name: import.name.clone(),
+            remote: import.addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            import: import.name.clone(),
+            addr: import.addr,
+            server_name: import.server_name.clone(),
+            client,
+            state: Mutex::new(Dialled::Idle),
+        })
+    }
+
+    async fn dial(&self) -> Result<Connection, String> {
+        match tokio::time::timeout(
+            DIAL_TIMEOUT,
+            self.client.connect(self.addr, &self.server_name),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {DIAL_TIMEOUT:?}")),
+        }
+    }
+
+    /// The live connection; dials when there is none (not before the backoff is over after a
+    /// failed dial).
+    async fn connection(&self) -> Result<Connection, CallError> {
+        let mut state = self.state.lock().await;
+        let backoff = match &*state {
+            Dialled::Connected(connection) if !connection.is_closed() => {
+                return Ok(connection.clone());
+            }
+            Dialled::Failed {
+                retry_at,
+                backoff,
+                reason,
+            } => {
+                if Instant::now() < *retry_at {
+                    return Err(self.unreachable(reason));
+                }
+                *backoff
+            }
+            Dialled::Connected(_) | Dialled::Idle => FIRST_BACKOFF,
+        };
+        match self.dial().await {
+            Ok(connection) => {
+                info!(import = %self.import, remote = %self.addr, "dialled the imported node");
+                *state = Dialled::Connected(connection.clone());
+                Ok(connection)
+            }
+            Err(reason) => {
+                warn!(import = %self.import, remote = %self.addr, %reason, "imported node unreachable");
+                let error = self.unreachable(&reason);
+                *state = Dialled::Failed {
+                    retry_at: Instant::now() + backoff,
+                    backoff: (backoff * 2).min(MAX_BACKOFF),
+                    reason,
+                };
+                Err(error)
+            }
+        }
+    }
+
+    fn unreachable(&self, reason: &str) -> CallError {
+        CallError::internal(format!(
+            "imported node `{}` at {} is unreachable: {reason}",
+            self.import, self.addr
+        ))
+        .with_retryable(true)
+    }
+
+    /// Says which import a transport failure happened on; errors the remote sent pass as they
+    /// are.
+    fn explain(&self, connection: &Connection, error: CallError) -> CallError {
+        if !connection.is_closed() {
+            return error;
+        }
+        CallError::internal(format!(
+            "the connection to imported node `{}` at {} was lost: {}",
+            self.import, self.addr, error.message
+        ))
+        .with_retryable(true)
+    }
+}
