@@ -481,3 +481,49 @@ fn the_example_config_works_with_the_readme_tokens() {
     assert_eq!(json_lines(&out.stderr)[0]["code"], "FORBIDDEN");
     node.terminate();
 }
+
+#[test]
+fn imports_from_the_config_file_and_the_command_line() {
+    let dir = temp_dir("imports");
+    let b = Node::start(&[]);
+    let c = Node::start(&[]);
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[imports]]\nname = \"b\"\ncall = \"{}\"\npin = \"{}\"\nexternal = true\n",
+            b.addr, b.fingerprint
+        ),
+    )
+    .unwrap();
+    let import_c = format!("c={}", c.addr);
+    let a = Node::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--import-call",
+        &import_c,
+        "--import-pin",
+        &c.fingerprint,
+        "--import-external",
+    ]);
+    for op in ["b/demo/add", "c/demo/add"] {
+        let out = a.run(&["call", op, r#"{"a": 40, "b": 2}"#]);
+        assert!(out.status.success(), "{op}: {out:?}");
+        assert_eq!(json_lines(&out.stdout), [json!({"sum": 42})]);
+    }
+    // An import that cannot be reached stops the node from starting, naming it.
+    let nowhere = "d=127.0.0.1:9";
+    let out = Command::new(ALKNET)
+        .args(["serve", "--listen", "127.0.0.1:0", "--import-call", nowhere])
+        .args(["--import-pin", &c.fingerprint])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no ready line");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("import `d`"), "{stderr}");
+    a.terminate();
+    b.terminate();
+    c.terminate();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

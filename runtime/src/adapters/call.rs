@@ -51,6 +51,18 @@ pub struct CallImport {
     pub external: bool,
 }
 
+/// Shows where and how the import goes, never its credentials.
+impl std::fmt::Debug for CallImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallImport")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .field("external", &self.external)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long one dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait after a failed dial; it doubles up to [`MAX_BACKOFF`].

@@ -2,6 +2,7 @@
 //! forwarding operations, so one node composes, re-exports and secures them.
 //!
 //! - [`call`]: another alknet node's external operations, through its discovery.
+//! - [`config`]: imports listed in the node's configuration file.
 //!
 //! Imports are read when the node starts: a remote that cannot be reached then stops the start
 //! with an [`ImportError`] (docs/adapters.md says why).
@@ -9,6 +10,7 @@
 //! [`Registry`]: crate::Registry
 
 pub mod call;
+pub mod config;
 
 pub use call::CallImport;
 

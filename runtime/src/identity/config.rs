@@ -15,6 +15,8 @@
 //! resources = { container = ["logs", "stop"] }
 //! ```
 //!
+//! The same file lists the node's imports (`[[imports]]`, see `alknet::adapters::config`).
+//!
 //! Any mistake — a typo in a key, a malformed fingerprint or hash, a duplicate — refuses the
 //! whole file with the file, line and problem, so a node never starts more open than intended.
 
@@ -47,6 +49,10 @@ struct File {
     peers: Vec<PeerEntry>,
     #[serde(default)]
     tokens: Vec<TokenEntry>,
+    /// Read by the adapters (`alknet::adapters::config`), not here.
+    #[serde(default)]
+    #[allow(dead_code)]
+    imports: Vec<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +211,7 @@ impl IdentityProvider for ConfigIdentities {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|b| **b == b'\n')

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tls::Fingerprint;
 
+pub(crate) use config::line_of as config_line_of;
 pub use config::{ConfigError, ConfigIdentities};
 
 /// Resolves callers. Both methods must be cheap and must not reveal, through errors or

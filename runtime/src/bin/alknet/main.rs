@@ -160,7 +160,8 @@ struct ServeArgs {
     #[arg(long)]
     demo: bool,
     /// TOML file listing peers (by certificate fingerprint) and tokens (by SHA-256) with their
-    /// ids, scopes and resources. Without it every caller is anonymous.
+    /// ids, scopes and resources, and the node's imports (`[[imports]]`, docs/adapters.md).
+    /// Without it every caller is anonymous.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Also serve the HTTP gateway (POST, SSE, WebSocket, /openapi.json) on this TCP address.
@@ -497,7 +498,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("installing the SIGINT handler")?;
     #[allow(unused_mut)]
     let mut registry = node_registry(args.demo);
-    if let Some(import) = call_import(&args)? {
+    let mut imports = Vec::new();
+    if let Some(config) = &args.config {
+        let text = std::fs::read_to_string(config)
+            .with_context(|| format!("reading {}", config.display()))?;
+        imports =
+            alknet::adapters::config::imports_from_toml(&text, &config.display().to_string())?;
+    }
+    imports.extend(call_import(&args)?);
+    for import in imports {
         let name = import.name.clone();
         let names = registry.import_call(import).await?;
         tracing::info!(import = %name, operations = names.len(), "operations imported");
