@@ -295,3 +295,132 @@ async fn answers_that_break_their_own_schema_are_errors() {
     assert_eq!(error.code, "INTERNAL");
     assert!(error.message.contains("output schema"), "{error:?}");
 }
+
+/// `from_mcp` against alknet's own `/mcp`.
+#[cfg(feature = "import-mcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_of_alknets_own_gateway_become_operations() {
+    use alknet::adapters::mcp::McpImport;
+    let remote = Server::bind(
+        alknet::demo::registry(),
+        ServerOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let http = remote
+        .serve_http_with(
+            "127.0.0.1:0".parse().unwrap(),
+            alknet::HttpOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut registry = Registry::new();
+    let names = registry
+        .import_mcp(McpImport {
+            name: "m".into(),
+            url: format!("http://{http}/mcp"),
+            bearer: None,
+            external: true,
+        })
+        .await
+        .unwrap();
+    assert!(names.contains(&"m/demo/add".to_owned()), "{names:?}");
+    let node = Server::bind(registry, ServerOptions::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let (_client, conn) = connect(&node).await;
+    let sum = conn
+        .call_json("m/demo/add", json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    assert_eq!(sum, json!({"sum": 5}));
+    let spec = conn
+        .call_json("services/schema", json!({"name": "m/demo/add"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        spec["op_type"], "query",
+        "readOnlyHint makes a query: {spec}"
+    );
+    let failed = conn
+        .call_json("m/demo/fail", json!({"reason": "on purpose"}))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code, "TOOL_ERROR", "{failed:?}");
+    let invalid = conn
+        .call_json("m/demo/add", json!({"a": "two"}))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code, "INVALID_INPUT");
+}
+
+/// `from_mcp` against `@modelcontextprotocol/server-everything` over streamable HTTP (npm;
+/// `.ci/run` installs it and sets `ALKNET_MCP_EVERYTHING`).
+#[cfg(feature = "import-mcp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_of_the_reference_server_become_operations() {
+    use alknet::adapters::mcp::McpImport;
+    let Some(binary) = std::env::var_os("ALKNET_MCP_EVERYTHING") else {
+        let reason = "ALKNET_MCP_EVERYTHING (the path of mcp-server-everything) is not set";
+        assert!(
+            std::env::var_os("ALKNET_REQUIRE_VALIDATORS").is_none(),
+            "required in CI: {reason}"
+        );
+        common::skipped(
+            "mcp server-everything",
+            "mcp_tools_of_the_reference_server",
+            reason,
+        );
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new(binary)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mcp-server-everything starts");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut registry = Registry::new();
+    let mut attempts = 0;
+    let names = loop {
+        let import = McpImport {
+            name: "ev".into(),
+            url: url.clone(),
+            bearer: None,
+            external: true,
+        };
+        match registry.import_mcp(import).await {
+            Ok(names) => break names,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert!(names.contains(&"ev/get-sum".to_owned()), "{names:?}");
+    let node = Server::bind(registry, ServerOptions::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let (_client, conn) = connect(&node).await;
+    let sum = conn
+        .call_json("ev/get-sum", json!({"a": 2, "b": 3}))
+        .await
+        .unwrap();
+    let text = sum["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains('5'), "{sum}");
+    let weather = conn
+        .call_json("ev/get-structured-content", json!({"location": "Chicago"}))
+        .await
+        .unwrap();
+    assert!(weather["temperature"].is_number(), "{weather}");
+    let echoed = conn
+        .call_json("ev/echo", json!({"message": "hello"}))
+        .await
+        .unwrap();
+    assert!(echoed.to_string().contains("hello"), "{echoed}");
+    let _ = server.kill().await;
+}

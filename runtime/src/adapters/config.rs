@@ -9,6 +9,12 @@
 //! pin = "SHA256:3f1c…"
 //! token_env = "B_TOKEN"   # or token = "alk_…"; who this node is on B
 //! external = true         # re-export; default: internal, for composition
+//!
+//! # A remote MCP server's tools, as `tools/…` (from_mcp, feature `import-mcp`).
+//! [[imports]]
+//! name = "tools"
+//! mcp = "http://127.0.0.1:3001/mcp"
+//! token_env = "TOOLS_TOKEN"  # sent as `Authorization: Bearer …`
 //! ```
 //!
 //! Mistakes refuse the whole file with its line, as for identities.
@@ -34,8 +40,12 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct ImportEntry {
     name: Spanned<String>,
-    call: Spanned<String>,
-    pin: Spanned<String>,
+    #[serde(default)]
+    call: Option<Spanned<String>>,
+    #[serde(default)]
+    pin: Option<Spanned<String>>,
+    #[serde(default)]
+    mcp: Option<Spanned<String>>,
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
@@ -46,8 +56,29 @@ struct ImportEntry {
     server_name: Option<String>,
 }
 
+/// One `[[imports]]` entry.
+#[derive(Debug)]
+pub enum Import {
+    /// Another alknet node (`call = ADDR`, `pin = FP`).
+    Call(Box<CallImport>),
+    /// A remote MCP server (`mcp = URL`).
+    #[cfg(feature = "import-mcp")]
+    Mcp(super::mcp::McpImport),
+}
+
+impl Import {
+    /// The import's local name.
+    pub fn name(&self) -> &str {
+        match self {
+            Import::Call(import) => &import.name,
+            #[cfg(feature = "import-mcp")]
+            Import::Mcp(import) => &import.name,
+        }
+    }
+}
+
 /// The `[[imports]]` of a configuration file's TOML text; `origin` names it in errors.
-pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<CallImport>, ConfigError> {
+pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<Import>, ConfigError> {
     let error = |span: Option<std::ops::Range<usize>>, problem: String| ConfigError {
         origin: origin.to_owned(),
         line: span.map_or(1, |s| line_of(text, s.start)),
@@ -65,17 +96,6 @@ pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<CallImport>, Co
                 format!("import `{name}` is listed twice"),
             ));
         }
-        let addr: SocketAddr = entry.call.get_ref().parse().map_err(|_| {
-            error(
-                Some(entry.call.span()),
-                format!("`{}` is not an IP address and port", entry.call.get_ref()),
-            )
-        })?;
-        let pin: Fingerprint = entry
-            .pin
-            .get_ref()
-            .parse()
-            .map_err(|e| error(Some(entry.pin.span()), format!("{e}")))?;
         let token = match (&entry.token, &entry.token_env) {
             (Some(_), Some(env)) => {
                 return Err(error(
@@ -92,15 +112,56 @@ pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<CallImport>, Co
             })?),
             (None, None) => None,
         };
-        let mut client = ClientOptions::new(ServerVerification::pin(pin));
-        client.auth_token = token;
-        imports.push(CallImport {
-            name,
-            addr,
-            server_name: entry.server_name.unwrap_or_else(|| "localhost".to_owned()),
-            client,
-            external: entry.external,
-        });
+        let import = match (&entry.call, &entry.pin, &entry.mcp) {
+            (Some(call), Some(pin), None) => {
+                let addr: SocketAddr = call.get_ref().parse().map_err(|_| {
+                    error(
+                        Some(call.span()),
+                        format!("`{}` is not an IP address and port", call.get_ref()),
+                    )
+                })?;
+                let pin: Fingerprint = pin
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| error(Some(pin.span()), format!("{e}")))?;
+                let mut client = ClientOptions::new(ServerVerification::pin(pin));
+                client.auth_token = token;
+                Import::Call(Box::new(CallImport {
+                    name,
+                    addr,
+                    server_name: entry.server_name.unwrap_or_else(|| "localhost".to_owned()),
+                    client,
+                    external: entry.external,
+                }))
+            }
+            #[cfg(feature = "import-mcp")]
+            (None, None, Some(url)) => Import::Mcp(super::mcp::McpImport {
+                name,
+                url: url.get_ref().clone(),
+                bearer: token,
+                external: entry.external,
+            }),
+            #[cfg(not(feature = "import-mcp"))]
+            (None, None, Some(url)) => {
+                return Err(error(
+                    Some(url.span()),
+                    "this build has no MCP imports (feature `import-mcp`)".to_owned(),
+                ));
+            }
+            (Some(_), None, None) => {
+                return Err(error(
+                    Some(entry.name.span()),
+                    format!("import `{name}`: `call` needs `pin` (the node's fingerprint)"),
+                ));
+            }
+            _ => {
+                return Err(error(
+                    Some(entry.name.span()),
+                    format!("import `{name}`: give `call` and `pin`, or `mcp`"),
+                ));
+            }
+        };
+        imports.push(import);
     }
     Ok(imports)
 }
@@ -118,9 +179,16 @@ mod tests {
         );
         let imports = imports_from_toml(&text, "node.toml").unwrap();
         assert_eq!(imports.len(), 2);
-        assert_eq!(imports[0].name, "b");
-        assert!(imports[0].external && !imports[1].external);
-        assert_eq!(imports[0].client.auth_token.as_deref(), Some("alk_b"));
+        let (super::Import::Call(b), super::Import::Call(c)) = (&imports[0], &imports[1]) else {
+            panic!("{imports:?}");
+        };
+        assert_eq!(b.name, "b");
+        assert!(b.external && !c.external);
+        assert_eq!(b.client.auth_token.as_deref(), Some("alk_b"));
+
+        let half = "[[imports]]\nname = \"b\"\ncall = \"127.0.0.1:1\"\n";
+        let error = imports_from_toml(half, "node.toml").unwrap_err();
+        assert!(error.problem.contains("pin"), "{error}");
 
         let twice =
             format!("{text}\n[[imports]]\nname = \"b\"\ncall = \"127.0.0.1:1\"\npin = \"{PIN}\"\n");

@@ -2,6 +2,7 @@
 //! forwarding operations, so one node composes, re-exports and secures them.
 //!
 //! - [`call`]: another alknet node's external operations, through its discovery.
+//! - `mcp` (feature `import-mcp`): a remote MCP server's tools, over streamable HTTP.
 //! - [`config`]: imports listed in the node's configuration file.
 //!
 //! Imports are read when the node starts: a remote that cannot be reached then stops the start
@@ -11,6 +12,8 @@
 
 pub mod call;
 pub mod config;
+#[cfg(feature = "import-mcp")]
+pub mod mcp;
 
 pub use call::CallImport;
 

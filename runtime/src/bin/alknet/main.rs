@@ -505,10 +505,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         imports =
             alknet::adapters::config::imports_from_toml(&text, &config.display().to_string())?;
     }
-    imports.extend(call_import(&args)?);
+    imports.extend(
+        call_import(&args)?.map(|import| alknet::adapters::config::Import::Call(Box::new(import))),
+    );
     for import in imports {
-        let name = import.name.clone();
-        let names = registry.import_call(import).await?;
+        let name = import.name().to_owned();
+        let names = match import {
+            alknet::adapters::config::Import::Call(import) => registry.import_call(*import).await?,
+            #[cfg(feature = "import-mcp")]
+            alknet::adapters::config::Import::Mcp(import) => registry.import_mcp(import).await?,
+        };
         tracing::info!(import = %name, operations = names.len(), "operations imported");
     }
     #[cfg(feature = "docker")]
