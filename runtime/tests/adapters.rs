@@ -110,6 +110,36 @@ async fn imported_operations_forward_calls_subscriptions_and_errors_and_keep_the
         .collect();
     assert!(names.contains(&"c/demo/add"), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("secret")), "{names:?}");
+
+    // The HTTP gateway and its OpenAPI document serve them like the node's own.
+    let http = node
+        .serve_http_with(
+            "127.0.0.1:0".parse().unwrap(),
+            alknet::HttpOptions::default(),
+        )
+        .await
+        .unwrap();
+    let openapi: Value = reqwest::get(format!("http://{http}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        openapi["paths"]["/ops/c/demo/add"].is_object(),
+        "{}",
+        openapi["paths"]
+    );
+    let answer: Value = reqwest::Client::new()
+        .post(format!("http://{http}/ops/c/demo/add"))
+        .json(&json!({"a": 1, "b": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({"sum": 3}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

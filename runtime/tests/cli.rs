@@ -145,19 +145,21 @@ fn serve_call_subscribe_and_stop() {
             "call",
             &node.addr,
             "demo/sleep",
-            r#"{"ms": 700}"#,
+            r#"{"ms": 2000}"#,
             "--pin",
             &node.fingerprint,
         ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the caller (a debug binary, on a loaded machine: other tests start nodes too)
+    // to start, connect and send its request before the stop.
+    std::thread::sleep(Duration::from_millis(1200));
     let status = node.terminate();
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     let out = in_flight.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(json_lines(&out.stdout), [json!({"sleptMs": 700})]);
+    assert_eq!(json_lines(&out.stdout), [json!({"sleptMs": 2000})]);
 }
 
 #[test]

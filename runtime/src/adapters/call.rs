@@ -95,6 +95,7 @@ impl Registry {
                 reason,
             })?;
         *remote.state.lock().await = Dialled::Connected(connection);
+        let _ = remote.imported.set(specs.clone());
         let remote = Arc::new(remote);
         let mut names = Vec::new();
         for spec in specs {
@@ -249,6 +250,8 @@ struct Remote {
     server_name: String,
     client: Client,
     state: Mutex<Dialled>,
+    /// The specs imported at start-up, to compare with what the remote says after a re-dial.
+    imported: std::sync::OnceLock<Vec<OperationSpec>>,
 }
 
 enum Dialled {
@@ -276,6 +279,7 @@ impl Remote {
             server_name: import.server_name.clone(),
             client,
             state: Mutex::new(Dialled::Idle),
+            imported: std::sync::OnceLock::new(),
         })
     }
 
@@ -316,6 +320,7 @@ impl Remote {
             Ok(connection) => {
                 info!(import = %self.import, remote = %self.addr, "dialled the imported node");
                 *state = Dialled::Connected(connection.clone());
+                self.compare_specs(&connection);
                 Ok(connection)
             }
             Err(reason) => {
@@ -329,6 +334,31 @@ impl Remote {
                 Err(error)
             }
         }
+    }
+
+    /// Reads the remote's discovery again after a re-dial, in the background, and warns when
+    /// it no longer matches what was imported: the registry is fixed while the node serves, so
+    /// a changed remote is picked up at the next start (docs/adapters.md).
+    fn compare_specs(&self, connection: &Connection) {
+        let Some(imported) = self.imported.get().cloned() else {
+            return;
+        };
+        let (connection, import, addr) = (connection.clone(), self.import.clone(), self.addr);
+        tokio::spawn(async move {
+            match read_specs(&connection).await {
+                Ok(now) if now == imported => {}
+                Ok(now) => warn!(
+                    import = %import,
+                    remote = %addr,
+                    imported = imported.len(),
+                    now = now.len(),
+                    "the imported node's operations changed since start-up; restart to import them"
+                ),
+                Err(reason) => {
+                    warn!(import = %import, remote = %addr, %reason, "re-reading the imported node's discovery failed")
+                }
+            }
+        });
     }
 
     fn unreachable(&self, reason: &str) -> CallError {

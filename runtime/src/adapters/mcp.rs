@@ -32,7 +32,8 @@ use crate::registry::{Handler, Registry};
 pub struct McpImport {
     /// The local name: imported tools are called `<name>/<tool>`. One name segment.
     pub name: String,
-    /// The server's streamable HTTP endpoint (`http://host:port/mcp`).
+    /// The server's streamable HTTP endpoint (`http://host:port/mcp`). Plain HTTP only for now:
+    /// an `https://` URL is refused (reach a TLS server through a local proxy).
     pub url: String,
     /// A bearer token this node presents (`Authorization: Bearer …`).
     pub bearer: Option<String>,
@@ -67,6 +68,15 @@ impl Registry {
             || import.name.contains('/')
         {
             return Err(ImportError::BadName(import.name));
+        }
+        if !import.url.starts_with("http://") {
+            return Err(ImportError::Unreachable {
+                name: import.name.clone(),
+                remote: import.url.clone(),
+                reason:
+                    "only http:// MCP servers can be imported by this build (no TLS client yet)"
+                        .to_owned(),
+            });
         }
         let server = Arc::new(McpServer {
             import: import.clone(),
@@ -283,10 +293,8 @@ impl McpServer {
     }
 }
 
-/// reqwest with rustls on ring (the crypto alknet uses everywhere), for `https://` servers;
-/// `http://` needs no TLS.
+/// A plain-HTTP client: this build has no TLS for MCP imports (see [`McpImport::url`]).
 fn http_client() -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .build()
         .map_err(|e| format!("HTTP client: {e}"))
