@@ -41,7 +41,7 @@ pub struct ProtocolConfig {
     /// big frames on many streams at once.
     pub frame_buffer_budget: usize,
     /// Bytes of large frames all connections of a node may hold together while they are being
-    /// read (default 128 MiB, at least `max_frame_len`): many connections cannot add their
+    /// read (default 96 MiB, at least `max_frame_len`): many connections cannot add their
     /// `frame_buffer_budget`s up.
     pub node_frame_budget: usize,
     /// How long a large frame waits for room in those budgets (default 5 s). Then its stream is
@@ -97,7 +97,7 @@ impl Default for ProtocolConfig {
             max_concurrent_streams: 256,
             max_concurrent_requests: 4096,
             frame_buffer_budget: 64 * 1024 * 1024,
-            node_frame_budget: 128 * 1024 * 1024,
+            node_frame_budget: 96 * 1024 * 1024,
             frame_budget_wait: Duration::from_secs(5),
             frame_timeout: Duration::from_secs(30),
             first_frame_timeout: Duration::from_secs(10),

@@ -326,7 +326,8 @@ async fn requests_of_millions_of_tiny_json_values() {
 async fn websocket_peers_that_pipeline_large_requests_and_never_read() {
     let node = Node::start(&[]);
     let url = format!("ws://{}/alknet/call", node.http);
-    let message = requested("w", "/demo/echo", json!("w".repeat(1024 * 1024))).to_json_bytes();
+    // Just under the gateway's 1 MiB message limit.
+    let message = requested("w", "/demo/echo", json!("w".repeat(1000 * 1024))).to_json_bytes();
     let attack = async move {
         let mut tasks = Vec::new();
         for _ in 0..16 {
@@ -348,7 +349,7 @@ async fn websocket_peers_that_pipeline_large_requests_and_never_read() {
         futures_util::future::join_all(tasks).await;
     };
     under_attack(
-        "WebSocket floods, never reading",
+        "WebSocket floods of 1 MB requests, never reading",
         &node,
         Duration::from_secs(8),
         attack,

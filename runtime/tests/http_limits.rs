@@ -26,6 +26,7 @@ fn limits(max_connections: usize, request_head_timeout: Duration) -> HttpOptions
         limits: HttpLimits {
             max_connections,
             request_head_timeout,
+            ..HttpLimits::default()
         },
         ..HttpOptions::default()
     }
@@ -344,4 +345,63 @@ async fn large_bodies_draw_on_the_node_budget_and_must_arrive_in_time() {
         blob.len()
     );
     assert_eq!(status_of(addr, &large).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_and_messages_are_capped() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let (_server, addr) = start(HttpOptions {
+        limits: HttpLimits {
+            max_websocket_sessions: 2,
+            ..HttpLimits::default()
+        },
+        ..HttpOptions::default()
+    })
+    .await;
+    let url = format!("ws://{addr}/alknet/call");
+    let (mut first, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    // A third session is refused while two are open.
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("a third session: {other:?}"),
+    }
+    // A message over 1 MiB closes its session with 1009.
+    let big = format!(
+        r#"{{"type":"call.requested","id":"1","payload":{{"operationId":"/demo/echo","input":"{}"}}}}"#,
+        "x".repeat(1100 * 1024)
+    );
+    let _ = first.send(WsMessage::Binary(big.into_bytes().into())).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(message) = first.next().await {
+            if let Ok(WsMessage::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the session closes");
+    assert_eq!(closed, Some(1009));
+    drop(first);
+    // Its place is free again.
+    let again = async {
+        loop {
+            if tokio_tungstenite::connect_async(url.as_str()).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), again)
+        .await
+        .expect("a new session once one closed");
 }

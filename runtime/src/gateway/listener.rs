@@ -41,6 +41,9 @@ use tracing::debug;
 
 use crate::error::CallError;
 
+/// The most a connection buffers while reading a request head.
+const HEAD_BUFFER: usize = 64 * 1024;
+
 /// Limits on the gateway's connections.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -51,6 +54,14 @@ pub struct HttpLimits {
     /// it: after the previous response on a keep-alive connection, or from connecting (default
     /// 20 s). Bounds idle keep-alive connections and clients that trickle their headers.
     pub request_head_timeout: Duration,
+    /// WebSocket sessions (`/alknet/call`) open at once (default 64); a further upgrade gets
+    /// `503`. With `websocket_max_message` it bounds what sessions can make the node buffer:
+    /// a message being received is held whole before alknet sees it.
+    pub max_websocket_sessions: usize,
+    /// The largest WebSocket message (one envelope) a session accepts (default 1 MiB, at most
+    /// `max_frame_len`); larger ones close the session with 1009. Larger requests go over QUIC
+    /// or `POST`, whose large bodies draw on the node's frame budget.
+    pub websocket_max_message: usize,
 }
 
 impl Default for HttpLimits {
@@ -58,6 +69,8 @@ impl Default for HttpLimits {
         Self {
             max_connections: 1024,
             request_head_timeout: Duration::from_secs(20),
+            max_websocket_sessions: 64,
+            websocket_max_message: 1024 * 1024,
         }
     }
 }
@@ -145,8 +158,11 @@ async fn serve_connection(
         }
     });
     let mut http = hyper::server::conn::http1::Builder::new();
+    // A request head may take up to 64 KiB (hyper's default buffer is ~400 KiB): with the
+    // connection cap, what heads being read can hold (docs/protocol.md, "Bounds").
     http.timer(TokioTimer::new())
-        .header_read_timeout(request_head_timeout);
+        .header_read_timeout(request_head_timeout)
+        .max_buf_size(HEAD_BUFFER);
     let io = TokioIo::new(SlotIo { tcp, _slot: slot });
     let connection = http.serve_connection(io, service).with_upgrades();
     tokio::pin!(connection);

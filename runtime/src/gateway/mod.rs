@@ -134,6 +134,10 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let routes = routes::routes(Gateway {
         node: Arc::clone(&node),
         openapi,
+        websocket_sessions: Arc::new(tokio::sync::Semaphore::new(
+            options.limits.max_websocket_sessions.max(1),
+        )),
+        websocket_max_message: options.limits.websocket_max_message,
     });
     // MCP answers in its own JSON-RPC terms, so it is added after the JSON-error layer.
     #[cfg(feature = "mcp")]

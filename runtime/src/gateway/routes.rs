@@ -33,6 +33,10 @@ use crate::wire::too_many_json_values;
 pub(super) struct Gateway {
     pub node: Arc<Node>,
     pub openapi: Arc<Value>,
+    /// One permit per open WebSocket session (`HttpLimits::max_websocket_sessions`).
+    pub websocket_sessions: Arc<tokio::sync::Semaphore>,
+    /// `HttpLimits::websocket_max_message`.
+    pub websocket_max_message: usize,
 }
 
 /// Who is calling over HTTP, from `Authorization: Bearer <token>`.
@@ -415,7 +419,17 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = Caller::from_headers(&gateway, &headers);
-    let max = gateway.node.config.max_frame_len as usize;
+    let Ok(session) = Arc::clone(&gateway.websocket_sessions).try_acquire_owned() else {
+        return ErrorResponse {
+            error: CallError::internal("too many WebSocket sessions are open; try again later")
+                .with_retryable(true),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+        .into_response();
+    };
+    let max = gateway
+        .websocket_max_message
+        .min(gateway.node.config.max_frame_len as usize);
     // The session keeps its connection busy: it is not idle, whatever HTTP sees.
     let busy = activity.map(|Extension(activity)| activity.enter());
     upgrade
@@ -423,6 +437,7 @@ async fn websocket(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _busy = busy;
+            let _session = session;
             super::websocket::serve_session(gateway.node, caller.identity, remote, socket).await
         })
 }

@@ -14,7 +14,9 @@
 //!
 //! A text message, or a binary message that is not an envelope, closes the session with close
 //! code 1002 (protocol error) and a reason; a request with a malformed payload is answered with
-//! `INVALID_INPUT`, as on QUIC. Messages are limited to [`ProtocolConfig::max_frame_len`].
+//! `INVALID_INPUT`, as on QUIC. Messages are limited to
+//! [`HttpLimits::websocket_max_message`](crate::HttpLimits::websocket_max_message) (1 MiB) and
+//! sessions to [`HttpLimits::max_websocket_sessions`](crate::HttpLimits::max_websocket_sessions).
 
 use std::future::ready;
 use std::net::SocketAddr;

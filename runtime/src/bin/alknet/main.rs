@@ -541,6 +541,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 limits: alknet::HttpLimits {
                     max_connections: args.http_max_connections,
                     request_head_timeout: Duration::from_secs(args.http_head_timeout_secs),
+                    ..alknet::HttpLimits::default()
                 },
                 ..alknet::HttpOptions::default()
             };
