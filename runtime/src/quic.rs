@@ -152,6 +152,9 @@ impl ServerOptions {
 }
 
 /// A node accepting call-protocol connections.
+///
+/// [`Server::shutdown`] stops it gracefully. Dropping it stops it at once: no new connections,
+/// the open ones closed (their calls fail with "connection closed"), its HTTP gateway stopped.
 pub struct Server {
     endpoint: quinn::Endpoint,
     node: Arc<Node>,
@@ -266,6 +269,17 @@ impl Server {
             .close(QUIC_CLOSE_NORMAL.into(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         drop(connections);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // After `shutdown` all of this has happened already and repeating it is harmless.
+        self.accept_task.abort();
+        self.node.shutdown.cancel();
+        self.node.hard_stop.cancel();
+        self.endpoint
+            .close(QUIC_CLOSE_NORMAL.into(), b"server stopped");
     }
 }
 

@@ -366,7 +366,8 @@ async fn timeout_ms_and_default_deadline() {
     assert_eq!(error.message, "the deadline expired");
 
     // The caller's own deadline fires locally too, and aborts the callee.
-    let (_client, conn) = TestNode::start().connect().await;
+    let fresh = TestNode::start();
+    let (_client, conn) = fresh.connect().await;
     let error = conn
         .call_json_with(
             "test/slow",
@@ -1448,4 +1449,27 @@ async fn connections_that_carry_nothing_are_closed_after_the_idle_timeout() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(ticks.next().await.unwrap().is_ok());
     assert!(busy.quic().unwrap().close_reason().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_server_stops_at_once() {
+    let node = TestNode::start();
+    let addr = node.server.local_addr();
+    let options = node.client_options();
+    let (_client, conn) = node.connect().await;
+    assert!(
+        conn.call_json("demo/add", json!({"a": 1, "b": 1}))
+            .await
+            .is_ok()
+    );
+    drop(node);
+    tokio::time::timeout(LONG, conn.closed())
+        .await
+        .expect("its connections are closed");
+    let client = Client::new(options).unwrap();
+    let refused = tokio::time::timeout(LONG, client.connect(addr, "localhost")).await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a dropped server accepts no connections"
+    );
 }
