@@ -474,7 +474,16 @@ impl Registry {
 fn compile_input_schema(
     spec: &OperationSpec,
 ) -> Result<Option<jsonschema::Validator>, RegistryError> {
-    let accepts_anything = match &spec.input_schema {
+    compile_schema(&spec.input_schema).map_err(|message| RegistryError::BadInputSchema {
+        name: spec.name.clone(),
+        message,
+    })
+}
+
+/// A 2020-12 validator for `schema`; `None` for a schema that accepts anything (`true`, `{}`),
+/// which needs no check.
+pub(crate) fn compile_schema(schema: &Value) -> Result<Option<jsonschema::Validator>, String> {
+    let accepts_anything = match schema {
         Value::Bool(true) => true,
         Value::Object(map) => map.is_empty(),
         _ => false,
@@ -484,12 +493,9 @@ fn compile_input_schema(
     }
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
-        .build(&spec.input_schema)
+        .build(schema)
         .map(Some)
-        .map_err(|e| RegistryError::BadInputSchema {
-            name: spec.name.clone(),
-            message: e.to_string(),
-        })
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -74,11 +74,7 @@ impl Registry {
     /// returns their local names. Fails when the remote cannot be reached or its discovery
     /// cannot be read, and when an operation's local name is taken.
     pub async fn import_call(&mut self, import: CallImport) -> Result<Vec<String>, ImportError> {
-        if alknet_spec::validate_name(&format!("{}/x", import.name)).is_err()
-            || import.name.contains('/')
-        {
-            return Err(ImportError::BadName(import.name));
-        }
+        super::check_import_name(&import.name)?;
         let remote = Remote::new(&import)?;
         let connection = remote
             .dial()
@@ -166,12 +162,8 @@ fn forwarding_handler(remote: &Arc<Remote>, spec: &OperationSpec) -> Result<Hand
             let (remote, op, outputs) = (Arc::clone(&remote), Arc::clone(&op), outputs.clone());
             async move {
                 let connection = remote.connection().await?;
-                let options = CallOptions {
-                    timeout: ctx.remaining(),
-                    auth_token: None,
-                };
                 let items = connection
-                    .subscribe_json_with(&op, input, options)
+                    .subscribe_json_with(&op, input, forwarded(&ctx))
                     .await
                     .map_err(|e| remote.explain(&connection, e))?;
                 let (remote, connection) = (Arc::clone(&remote), connection.clone());
@@ -185,17 +177,22 @@ fn forwarding_handler(remote: &Arc<Remote>, spec: &OperationSpec) -> Result<Hand
             let (remote, op, outputs) = (Arc::clone(&remote), Arc::clone(&op), outputs.clone());
             async move {
                 let connection = remote.connection().await?;
-                let options = CallOptions {
-                    timeout: ctx.remaining(),
-                    auth_token: None,
-                };
-                match connection.call_json_with(&op, input, options).await {
+                match connection.call_json_with(&op, input, forwarded(&ctx)).await {
                     Ok(output) => outputs.check(output),
                     Err(error) => Err(remote.explain(&connection, error)),
                 }
             }
         }),
     })
+}
+
+/// How a call is forwarded: with what is left of the caller's deadline, and no token of the
+/// caller's (the import's `ClientOptions` say who this node is).
+fn forwarded(ctx: &crate::context::Context) -> CallOptions {
+    CallOptions {
+        timeout: ctx.remaining(),
+        auth_token: None,
+    }
 }
 
 /// Checks what the remote answers against the output schema it declared.
@@ -206,21 +203,8 @@ struct OutputCheck {
 
 impl OutputCheck {
     fn new(spec: &OperationSpec) -> Result<Self, String> {
-        let open = match &spec.output_schema {
-            Value::Bool(true) => true,
-            Value::Object(map) => map.is_empty(),
-            _ => false,
-        };
-        let validator = if open {
-            None
-        } else {
-            Some(
-                jsonschema::options()
-                    .with_draft(jsonschema::Draft::Draft202012)
-                    .build(&spec.output_schema)
-                    .map_err(|e| format!("the output schema of `{}`: {e}", spec.name))?,
-            )
-        };
+        let validator = crate::registry::compile_schema(&spec.output_schema)
+            .map_err(|e| format!("the output schema of `{}`: {e}", spec.name))?;
         Ok(Self {
             validator,
             op: spec.name.clone(),

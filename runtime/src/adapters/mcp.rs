@@ -64,11 +64,7 @@ impl Registry {
     /// when the server cannot be reached or its tools cannot be listed, and when a local name
     /// is taken.
     pub async fn import_mcp(&mut self, import: McpImport) -> Result<Vec<String>, ImportError> {
-        if alknet_spec::validate_name(&format!("{}/x", import.name)).is_err()
-            || import.name.contains('/')
-        {
-            return Err(ImportError::BadName(import.name));
-        }
+        super::check_import_name(&import.name)?;
         if !import.url.starts_with("http://") {
             return Err(ImportError::Unreachable {
                 name: import.name.clone(),

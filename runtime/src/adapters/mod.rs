@@ -19,6 +19,14 @@ pub use call::CallImport;
 
 use crate::registry::RegistryError;
 
+/// Checks that an import's name is one name segment.
+fn check_import_name(name: &str) -> Result<(), ImportError> {
+    if name.contains('/') || alknet_spec::validate_name(&format!("{name}/x")).is_err() {
+        return Err(ImportError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
 /// Why an import could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

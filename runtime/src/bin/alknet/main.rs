@@ -484,8 +484,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         options.identity = Some(TlsIdentity::from_pem_files(cert, key)?);
     }
-    if let Some(config) = &args.config {
-        let identities = ConfigIdentities::from_file(config)?;
+    // The configuration file, read once: identities here, imports below.
+    let config_text = match &args.config {
+        Some(path) => Some((read_config(path)?, path.display().to_string())),
+        None => None,
+    };
+    if let (Some(config), Some((text, origin))) = (&args.config, &config_text) {
+        let identities = ConfigIdentities::from_toml(text, origin)?;
         let (peers, tokens) = identities.len();
         tracing::info!(config = %config.display(), peers, tokens, "identities loaded");
         options.identities = Some(std::sync::Arc::new(identities));
@@ -499,11 +504,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     #[allow(unused_mut)]
     let mut registry = node_registry(args.demo);
     let mut imports = Vec::new();
-    if let Some(config) = &args.config {
-        let text = std::fs::read_to_string(config)
-            .with_context(|| format!("reading {}", config.display()))?;
-        imports =
-            alknet::adapters::config::imports_from_toml(&text, &config.display().to_string())?;
+    if let Some((text, origin)) = &config_text {
+        imports = alknet::adapters::config::imports_from_toml(text, origin)?;
     }
     imports.extend(
         call_import(&args)?.map(|import| alknet::adapters::config::Import::Call(Box::new(import))),
@@ -611,6 +613,15 @@ async fn connect(target: &Target) -> Result<(Client, Connection), CallError> {
         .await
         .map_err(|e| local(e.to_string()))?;
     Ok((client, conn))
+}
+
+/// The text of the configuration file at `path`; unreadable, the same error a bad file gets.
+fn read_config(path: &std::path::Path) -> Result<String, alknet::identity::ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| alknet::identity::ConfigError {
+        origin: path.display().to_string(),
+        line: 1,
+        problem: format!("cannot read: {e}"),
+    })
 }
 
 /// The import `--import-call NAME=ADDR --import-pin FP` describes, if any.
