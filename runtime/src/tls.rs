@@ -210,7 +210,8 @@ impl ServerVerification {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider every TLS configuration of alknet's uses (QUIC, HTTPS imports).
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -28,19 +28,23 @@ impl Node {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        // `alknet listening quic=ADDR fingerprint=SHA256:<hex>`
+        // `alknet listening quic=ADDR fingerprint=SHA256:<hex> [http=ADDR]`
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.len(), 4, "ready line: {line:?}");
+        assert!(fields.len() >= 4, "ready line: {line:?}");
         assert_eq!(
             &fields[..2],
             ["alknet", "listening"],
             "ready line: {line:?}"
         );
-        let addr = fields[2].strip_prefix("quic=").expect("quic=").to_owned();
+        let field = |prefix: &str| {
+            fields
+                .iter()
+                .find_map(|f| f.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("{prefix} in the ready line {line:?}"))
+        };
+        let addr = field("quic=").to_owned();
         assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
-        let fingerprint = fields[3]
-            .strip_prefix("fingerprint=")
-            .expect("fingerprint=");
+        let fingerprint = field("fingerprint=");
         assert!(fingerprint.starts_with("SHA256:") && fingerprint.len() == 71);
         Node {
             child,
@@ -499,6 +503,15 @@ fn imports_from_the_config_file_and_the_command_line() {
     )
     .unwrap();
     let import_c = format!("c={}", c.addr);
+    // A node whose HTTP gateway's OpenAPI document is imported (from_openapi).
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = format!("127.0.0.1:{http_port}");
+    let h = Node::start(&["--http", &http]);
+    let import_h = format!("h=http://{http}/openapi.json");
     let a = Node::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -506,9 +519,11 @@ fn imports_from_the_config_file_and_the_command_line() {
         &import_c,
         "--import-pin",
         &c.fingerprint,
+        "--import-openapi",
+        &import_h,
         "--import-external",
     ]);
-    for op in ["b/demo/add", "c/demo/add"] {
+    for op in ["b/demo/add", "c/demo/add", "h/demo/add"] {
         let out = a.run(&["call", op, r#"{"a": 40, "b": 2}"#]);
         assert!(out.status.success(), "{op}: {out:?}");
         assert_eq!(json_lines(&out.stdout), [json!({"sum": 42})]);
@@ -527,5 +542,6 @@ fn imports_from_the_config_file_and_the_command_line() {
     a.terminate();
     b.terminate();
     c.terminate();
+    h.terminate();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use alknet_spec::{OperationSpec, Visibility};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::ImportError;
+use super::{ImportError, OutputCheck};
 use crate::connection::Connection;
 use crate::discovery::{LIST, SCHEMA, ServiceList};
 use crate::error::CallError;
@@ -192,38 +192,6 @@ fn forwarded(ctx: &crate::context::Context) -> CallOptions {
     CallOptions {
         timeout: ctx.remaining(),
         auth_token: None,
-    }
-}
-
-/// Checks what the remote answers against the output schema it declared.
-struct OutputCheck {
-    validator: Option<jsonschema::Validator>,
-    op: String,
-}
-
-impl OutputCheck {
-    fn new(spec: &OperationSpec) -> Result<Self, String> {
-        let validator = crate::registry::compile_schema(&spec.output_schema)
-            .map_err(|e| format!("the output schema of `{}`: {e}", spec.name))?;
-        Ok(Self {
-            validator,
-            op: spec.name.clone(),
-        })
-    }
-
-    fn check(&self, output: Value) -> Result<Value, CallError> {
-        let Some(validator) = &self.validator else {
-            return Ok(output);
-        };
-        match validator.validate(&output) {
-            Ok(()) => Ok(output),
-            Err(error) => Err(CallError::internal(format!(
-                "the remote's answer to `{}` does not match its own output schema at `{}`: {}",
-                self.op,
-                error.instance_path().as_str(),
-                error.masked()
-            ))),
-        }
     }
 }
 

@@ -15,6 +15,16 @@
 //! name = "tools"
 //! mcp = "http://127.0.0.1:3001/mcp"
 //! token_env = "TOOLS_TOKEN"  # sent as `Authorization: Bearer …`
+//!
+//! # An OpenAPI service's operations, as `items/…` (from_openapi, feature `import-openapi`).
+//! [[imports]]
+//! name = "items"
+//! openapi = "https://items.example/openapi.json"   # or a file: "items.yaml"
+//! base_url = "https://items.example/v1"            # default: the document's first server
+//! api_key_header = "X-API-Key"                     # or api_key_query = "api_key"
+//! api_key_env = "ITEMS_KEY"                        # or api_key = "…"
+//! # token / token_env: sent as `Authorization: Bearer …`
+//! ca = "private-ca.pem"                            # trusted besides the system's roots
 //! ```
 //!
 //! Mistakes refuse the whole file with its line, as for identities.
@@ -38,6 +48,8 @@ struct File {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+// Without OpenAPI imports, their keys are read only to refuse them.
+#[cfg_attr(not(feature = "import-openapi"), allow(dead_code))]
 struct ImportEntry {
     name: Spanned<String>,
     #[serde(default)]
@@ -54,6 +66,20 @@ struct ImportEntry {
     external: bool,
     #[serde(default)]
     server_name: Option<String>,
+    #[serde(default)]
+    openapi: Option<Spanned<String>>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key_header: Option<String>,
+    #[serde(default)]
+    api_key_query: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    ca: Option<String>,
 }
 
 /// One `[[imports]]` entry.
@@ -64,6 +90,9 @@ pub enum Import {
     /// A remote MCP server (`mcp = URL`).
     #[cfg(feature = "import-mcp")]
     Mcp(super::mcp::McpImport),
+    /// An OpenAPI service (`openapi = URL or file`).
+    #[cfg(feature = "import-openapi")]
+    OpenApi(Box<super::openapi::OpenApiImport>),
 }
 
 impl Import {
@@ -73,6 +102,8 @@ impl Import {
             Import::Call(import) => &import.name,
             #[cfg(feature = "import-mcp")]
             Import::Mcp(import) => &import.name,
+            #[cfg(feature = "import-openapi")]
+            Import::OpenApi(import) => &import.name,
         }
     }
 }
@@ -96,22 +127,37 @@ pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<Import>, Config
                 format!("import `{name}` is listed twice"),
             ));
         }
-        let token = match (&entry.token, &entry.token_env) {
-            (Some(_), Some(env)) => {
-                return Err(error(
-                    Some(env.span()),
-                    "give `token` or `token_env`, not both".to_owned(),
-                ));
-            }
-            (Some(token), None) => Some(token.clone()),
-            (None, Some(env)) => Some(std::env::var(env.get_ref()).map_err(|_| {
+        // A secret given inline or by the name of an environment variable.
+        let secret = |inline: &Option<String>, env: &Option<Spanned<String>>, what: &str| match (
+            inline, env,
+        ) {
+            (Some(_), Some(env)) => Err(error(
+                Some(env.span()),
+                format!("give `{what}` or `{what}_env`, not both"),
+            )),
+            (Some(value), None) => Ok(Some(value.clone())),
+            (None, Some(env)) => std::env::var(env.get_ref()).map(Some).map_err(|_| {
                 error(
                     Some(env.span()),
                     format!("environment variable `{}` is not set", env.get_ref()),
                 )
-            })?),
-            (None, None) => None,
+            }),
+            (None, None) => Ok(None),
         };
+        let token = secret(&entry.token, &entry.token_env, "token")?;
+        if let Some(openapi) = &entry.openapi {
+            if entry.call.is_some() || entry.mcp.is_some() || entry.pin.is_some() {
+                return Err(error(
+                    Some(entry.name.span()),
+                    format!("import `{name}`: give `call` and `pin`, `mcp`, or `openapi`"),
+                ));
+            }
+            let api_key = secret(&entry.api_key, &entry.api_key_env, "api_key")?;
+            imports.push(openapi_import(
+                name, openapi, &entry, token, api_key, &error,
+            )?);
+            continue;
+        }
         let import = match (&entry.call, &entry.pin, &entry.mcp) {
             (Some(call), Some(pin), None) => {
                 let addr: SocketAddr = call.get_ref().parse().map_err(|_| {
@@ -157,13 +203,80 @@ pub fn imports_from_toml(text: &str, origin: &str) -> Result<Vec<Import>, Config
             _ => {
                 return Err(error(
                     Some(entry.name.span()),
-                    format!("import `{name}`: give `call` and `pin`, or `mcp`"),
+                    format!("import `{name}`: give `call` and `pin`, `mcp`, or `openapi`"),
                 ));
             }
         };
         imports.push(import);
     }
     Ok(imports)
+}
+
+/// The OpenAPI import of one entry.
+#[cfg(feature = "import-openapi")]
+fn openapi_import(
+    name: String,
+    openapi: &Spanned<String>,
+    entry: &ImportEntry,
+    token: Option<String>,
+    api_key: Option<String>,
+    error: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Import, ConfigError> {
+    use super::openapi::{ApiKey, ApiKeyLocation, Credentials, OpenApiImport};
+    let api_key = match (&entry.api_key_header, &entry.api_key_query, api_key) {
+        (Some(_), Some(_), _) => {
+            return Err(error(
+                Some(entry.name.span()),
+                format!("import `{name}`: give `api_key_header` or `api_key_query`, not both"),
+            ));
+        }
+        (Some(header), None, Some(value)) => Some(ApiKey {
+            name: header.clone(),
+            location: ApiKeyLocation::Header,
+            value,
+        }),
+        (None, Some(query), Some(value)) => Some(ApiKey {
+            name: query.clone(),
+            location: ApiKeyLocation::Query,
+            value,
+        }),
+        (None, None, None) => None,
+        (None, None, Some(_)) | (_, _, None) => {
+            return Err(error(
+                Some(entry.name.span()),
+                format!(
+                    "import `{name}`: an API key needs both its place (`api_key_header` or `api_key_query`) and its value (`api_key` or `api_key_env`)"
+                ),
+            ));
+        }
+    };
+    Ok(Import::OpenApi(Box::new(OpenApiImport {
+        name,
+        document: openapi.get_ref().clone(),
+        base_url: entry.base_url.clone(),
+        credentials: Credentials {
+            bearer: token,
+            api_key,
+        },
+        ca_file: entry.ca.as_ref().map(std::path::PathBuf::from),
+        external: entry.external,
+    })))
+}
+
+/// Without the feature, an `openapi` entry is refused at its line.
+#[cfg(not(feature = "import-openapi"))]
+fn openapi_import(
+    _name: String,
+    openapi: &Spanned<String>,
+    _entry: &ImportEntry,
+    _token: Option<String>,
+    _api_key: Option<String>,
+    error: &dyn Fn(Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Import, ConfigError> {
+    Err(error(
+        Some(openapi.span()),
+        "this build has no OpenAPI imports (feature `import-openapi`)".to_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -207,5 +320,29 @@ mod tests {
         );
         let error = imports_from_toml(&no_env, "node.toml").unwrap_err();
         assert_eq!(error.line, 5, "{error}");
+    }
+
+    #[cfg(feature = "import-openapi")]
+    #[test]
+    fn openapi_imports_take_their_credentials_and_base_url() {
+        let text = "[[imports]]\nname = \"items\"\nopenapi = \"items.yaml\"\nbase_url = \"https://items.example/v1\"\napi_key_header = \"X-API-Key\"\napi_key = \"k\"\ntoken = \"t\"\nca = \"ca.pem\"\n";
+        let imports = imports_from_toml(text, "node.toml").unwrap();
+        let [super::Import::OpenApi(items)] = &imports[..] else {
+            panic!("{imports:?}");
+        };
+        assert_eq!(items.document, "items.yaml");
+        assert_eq!(items.base_url.as_deref(), Some("https://items.example/v1"));
+        let key = items.credentials.api_key.as_ref().unwrap();
+        assert_eq!((key.name.as_str(), key.value.as_str()), ("X-API-Key", "k"));
+        assert_eq!(items.credentials.bearer.as_deref(), Some("t"));
+        assert!(!items.external);
+
+        let half = "[[imports]]\nname = \"items\"\nopenapi = \"items.yaml\"\napi_key = \"k\"\n";
+        let error = imports_from_toml(half, "node.toml").unwrap_err();
+        assert!(error.problem.contains("api_key_header"), "{error}");
+        let both =
+            "[[imports]]\nname = \"items\"\nopenapi = \"items.yaml\"\nmcp = \"http://x/mcp\"\n";
+        let error = imports_from_toml(both, "node.toml").unwrap_err();
+        assert!(error.problem.contains("openapi"), "{error}");
     }
 }

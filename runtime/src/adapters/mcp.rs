@@ -112,33 +112,8 @@ impl Registry {
     }
 }
 
-/// The operation name of a tool: dots and slashes separate segments, other characters a
-/// segment cannot hold become `_`.
-fn operation_name(import: &str, tool: &str) -> Option<String> {
-    let segments: Vec<String> = tool
-        .split(['.', '/'])
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    if segments.is_empty() {
-        return None;
-    }
-    let name = format!("{import}/{}", segments.join("/"));
-    alknet_spec::validate_name(&name).ok().map(|()| name)
-}
-
 fn tool_spec(import: &McpImport, tool: &Tool) -> Option<OperationSpec> {
-    let name = operation_name(&import.name, &tool.name)?;
+    let name = super::local_name(&import.name, &tool.name)?;
     let read_only = tool
         .annotations
         .as_ref()
@@ -294,23 +269,4 @@ fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .build()
         .map_err(|e| format!("HTTP client: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::operation_name;
-
-    #[test]
-    fn tool_names_become_operation_names() {
-        assert_eq!(
-            operation_name("m", "demo.add").as_deref(),
-            Some("m/demo/add")
-        );
-        assert_eq!(operation_name("m", "echo").as_deref(), Some("m/echo"));
-        assert_eq!(
-            operation_name("m", "get tiny image").as_deref(),
-            Some("m/get_tiny_image")
-        );
-        assert_eq!(operation_name("m", "..."), None);
-    }
 }

@@ -221,9 +221,16 @@ struct ServeArgs {
         requires = "import_call"
     )]
     import_token: Option<String>,
-    /// Re-export the imported operations through this node's QUIC, HTTP and MCP surfaces;
-    /// without it they are internal, for composition.
-    #[arg(long, requires = "import_call")]
+    /// Import the operations of an OpenAPI 3.0/3.1 service as `NAME/<operationId>`: DOCUMENT
+    /// is the URL or file of its JSON or YAML document; calls go to the document's first
+    /// server. Credentials, a base URL and more imports: the configuration file
+    /// (docs/adapters.md).
+    #[cfg(feature = "import-openapi")]
+    #[arg(long, value_name = "NAME=DOCUMENT")]
+    import_openapi: Option<String>,
+    /// Re-export the imported operations (--import-call, --import-openapi) through this
+    /// node's QUIC, HTTP and MCP surfaces; without it they are internal, for composition.
+    #[arg(long)]
     import_external: bool,
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
@@ -510,12 +517,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     imports.extend(
         call_import(&args)?.map(|import| alknet::adapters::config::Import::Call(Box::new(import))),
     );
+    #[cfg(feature = "import-openapi")]
+    if let Some(spec) = &args.import_openapi {
+        let (name, document) = spec
+            .split_once('=')
+            .context("--import-openapi takes NAME=DOCUMENT")?;
+        imports.push(alknet::adapters::config::Import::OpenApi(Box::new(
+            alknet::adapters::openapi::OpenApiImport {
+                name: name.to_owned(),
+                document: document.to_owned(),
+                base_url: None,
+                credentials: Default::default(),
+                ca_file: None,
+                external: args.import_external,
+            },
+        )));
+    }
     for import in imports {
         let name = import.name().to_owned();
         let names = match import {
             alknet::adapters::config::Import::Call(import) => registry.import_call(*import).await?,
             #[cfg(feature = "import-mcp")]
             alknet::adapters::config::Import::Mcp(import) => registry.import_mcp(import).await?,
+            #[cfg(feature = "import-openapi")]
+            alknet::adapters::config::Import::OpenApi(import) => {
+                registry.import_openapi(*import).await?.operations
+            }
         };
         tracing::info!(import = %name, operations = names.len(), "operations imported");
     }
