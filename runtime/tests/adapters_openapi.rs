@@ -27,6 +27,14 @@ impl FastApi {
     /// Starts the service, or says why it cannot (python3 or its packages missing): skipped
     /// loudly, and a failure where CI requires the external tools.
     async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, None).await
+    }
+
+    /// Starts the service, over TLS with the certificate and key in `tls` (PEM files).
+    async fn start_with(
+        test: &str,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Option<Self> {
         let missing = match std::process::Command::new("python3")
             .args(["-c", "import fastapi, uvicorn, sse_starlette"])
             .stdout(Stdio::null())
@@ -52,7 +60,8 @@ impl FastApi {
             .local_addr()
             .unwrap()
             .port();
-        let process = tokio::process::Command::new("python3")
+        let mut command = tokio::process::Command::new("python3");
+        command
             .args([
                 "-m",
                 "uvicorn",
@@ -64,9 +73,25 @@ impl FastApi {
             .arg("--app-dir")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests"))
             .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("uvicorn starts");
+            .kill_on_drop(true);
+        if let Some((cert, key)) = tls {
+            command.arg("--ssl-certfile").arg(cert);
+            command.arg("--ssl-keyfile").arg(key);
+            let process = command.spawn().expect("uvicorn starts");
+            // Up when it accepts connections (the test's HTTP client speaks no TLS).
+            for _ in 0..150 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    let base = format!("https://127.0.0.1:{port}");
+                    return Some(Self { base, process });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the FastAPI service did not come up over TLS on port {port}");
+        }
+        let process = command.spawn().expect("uvicorn starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         for _ in 0..150 {
@@ -334,6 +359,68 @@ async fn a_service_that_goes_away_mid_stream_ends_the_subscription_with_an_error
         error.message.contains("items"),
         "names the import: {error:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_service_is_verified_against_the_system_roots_and_the_imports_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("alknet-openapi-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_file, cert_file, key_file) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let test = "an_https_service_is_verified_against_the_system_roots_and_the_imports_ca";
+    let Some(service) = FastApi::start_with(test, Some((&cert_file, &key_file))).await else {
+        return;
+    };
+    let document = format!("{}/openapi.json", service.base);
+
+    // Trusting the private CA: the document and the calls go over TLS.
+    let mut registry = Registry::new();
+    let mut trusted = import("tls", document.clone());
+    trusted.ca_file = Some(ca_file.clone());
+    let mut attempts = 0;
+    let imported = loop {
+        match registry.import_openapi(trusted.clone()).await {
+            Ok(imported) => break imported,
+            Err(error) if attempts < 50 => {
+                attempts += 1;
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert!(imported.operations.contains(&"tls/getItem".to_owned()));
+    // Without it, the system's roots do not know the service's certificate.
+    let error = Registry::new()
+        .import_openapi(import("tls", document))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ImportError::Unreachable { reason, .. } if reason.contains("certificate") || reason.contains("UnknownIssuer")),
+        "{error}"
+    );
+    let (_server, _client, conn) = serve(registry).await;
+    let item = conn
+        .call_json("tls/getItem", json!({"item_id": 1}))
+        .await
+        .unwrap();
+    assert_eq!(item["name"], "hammer");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 const YAML_30: &str = r##"
