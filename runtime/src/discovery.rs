@@ -112,7 +112,7 @@ fn list_operations(
     let operations = ctx
         .registry()
         .operations()
-        .into_iter()
+        .iter()
         .map(|op| op.spec())
         .filter(|spec| spec.visibility == Visibility::External && !is_builtin(&spec.name))
         .filter(|spec| access::may_list(spec, ctx.identity()))

@@ -48,8 +48,11 @@
 //!    HTTP routes, WebSocket sessions, MCP); [`docker`] (feature `docker`: the Docker pack and
 //!    its interactive sessions on ALPN `alknet/tty`, design §11); [`demo`] (the demo service
 //!    behind `alknet serve --demo`).
-//! 6. [`adapters`]: operations that live elsewhere — another node's, through its discovery —
-//!    imported into a [`Registry`] as forwarding operations (design §10).
+//! 6. [`adapters`]: operations that live elsewhere — another node's, through its discovery,
+//!    an OpenAPI service's, an MCP server's — imported into a [`Registry`] as forwarding
+//!    operations (design §10).
+//! 7. [`fleet`]: many nodes, one view — membership on NATS or a static file, a [`Fleet`]
+//!    client that calls one or all members, and federation (design §13).
 
 #![warn(missing_docs)]
 
@@ -88,6 +91,9 @@ pub mod quic;
 // Layer 6: adapters.
 pub mod adapters;
 
+// Layer 7: fleets.
+pub mod fleet;
+
 // Lets `#[operation]` expand to `::alknet::…` paths inside this crate too (the demo service).
 extern crate self as alknet;
 
@@ -100,6 +106,7 @@ pub use config::ProtocolConfig;
 pub use connection::{Connection, PairOptions, Subscription, TypedSubscription};
 pub use context::Context;
 pub use error::CallError;
+pub use fleet::Fleet;
 #[cfg(feature = "http")]
 pub use gateway::{HttpLimits, HttpOptions};
 pub use identity::{ConfigIdentities, Identity, IdentityProvider};
@@ -108,7 +115,7 @@ pub use peer::{CallOptions, Peer};
 pub use quic::{
     AlpnService, Client, ClientOptions, EndpointError, NodeHandle, Server, ServerOptions,
 };
-pub use registry::{Composition, Handler, Registry, RegistryError};
+pub use registry::{Composition, Handler, LiveOperations, Registry, RegistryError};
 pub use typed::{DomainError, Empty, NoDomainError, OpError, Operation, ServeOperation, State};
 
 /// Derives [`DomainError`] for an enum of declared errors.

@@ -158,6 +158,7 @@ impl ServerOptions {
 pub struct Server {
     endpoint: quinn::Endpoint,
     node: Arc<Node>,
+    identity: TlsIdentity,
     fingerprint: Fingerprint,
     connections: Arc<Mutex<HashMap<usize, Connection>>>,
     accept_task: JoinHandle<()>,
@@ -203,6 +204,7 @@ impl Server {
             endpoint,
             node,
             fingerprint: identity.fingerprint(),
+            identity,
             connections,
             accept_task,
         })
@@ -218,6 +220,17 @@ impl Server {
     /// The fingerprint clients pin.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// The certificate the server presents: also what the node presents when it calls
+    /// others as itself (a federation calling its members).
+    pub fn identity(&self) -> &TlsIdentity {
+        &self.identity
+    }
+
+    /// The registry it serves.
+    pub fn registry(&self) -> &Registry {
+        &self.node.registry
     }
 
     /// The node this server's transports share (the HTTP gateway serves it too).
@@ -393,6 +406,9 @@ pub struct Client {
     endpoint: quinn::Endpoint,
     node: Arc<Node>,
     config: quinn::ClientConfig,
+    /// Kept for connections checked another way ([`Client::connect_verified`]).
+    identity: Option<TlsIdentity>,
+    protocol: ProtocolConfig,
 }
 
 impl Client {
@@ -406,22 +422,23 @@ impl Client {
         registry: Registry,
         options: ClientOptions,
     ) -> Result<Client, EndpointError> {
-        let crypto =
-            tls::client_config(&options.verification, options.identity.as_ref(), ALPN_CALL)?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-            .map_err(|e| EndpointError::Config(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(transport_config(&options.protocol)?));
+        let config = call_client_config(
+            &options.verification,
+            options.identity.as_ref(),
+            &options.protocol,
+        )?;
         let endpoint = bind_client_endpoint()?;
         Ok(Client {
             endpoint,
             node: Node::new(
                 Arc::new(registry),
-                options.protocol,
+                options.protocol.clone(),
                 options.identities,
                 options.auth_token,
             ),
             config,
+            identity: options.identity,
+            protocol: options.protocol,
         })
     }
 
@@ -440,10 +457,32 @@ impl Client {
         addr: SocketAddr,
         server_name: &str,
     ) -> Result<Connection, EndpointError> {
+        self.connect_with_config(self.config.clone(), addr, server_name)
+            .await
+    }
+
+    /// Connects to `addr` checking its certificate with `verification` instead of this
+    /// client's own: one client for many servers with their own pins (a fleet's members).
+    pub async fn connect_verified(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        verification: &ServerVerification,
+    ) -> Result<Connection, EndpointError> {
+        let config = call_client_config(verification, self.identity.as_ref(), &self.protocol)?;
+        self.connect_with_config(config, addr, server_name).await
+    }
+
+    async fn connect_with_config(
+        &self,
+        config: quinn::ClientConfig,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<Connection, EndpointError> {
         let connect_error = |reason: String| EndpointError::Connect { addr, reason };
         let connecting = self
             .endpoint
-            .connect_with(self.config.clone(), addr, server_name)
+            .connect_with(config, addr, server_name)
             .map_err(|e| connect_error(e.to_string()))?;
         let quic = connecting.await.map_err(|e| connect_error(e.to_string()))?;
         if negotiated_alpn(&quic).as_deref() != Some(ALPN_CALL) {
@@ -454,6 +493,20 @@ impl Client {
         }
         Ok(Connection::start(quic, Arc::clone(&self.node), None))
     }
+}
+
+/// The QUIC client configuration of the call protocol.
+fn call_client_config(
+    verification: &ServerVerification,
+    identity: Option<&TlsIdentity>,
+    protocol: &ProtocolConfig,
+) -> Result<quinn::ClientConfig, EndpointError> {
+    let crypto = tls::client_config(verification, identity, ALPN_CALL)?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+        .map_err(|e| EndpointError::Config(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(protocol)?));
+    Ok(config)
 }
 
 /// Dials `addr` with `alpn` instead of the call protocol: the client side of an

@@ -5,6 +5,10 @@
 //! the input schema by compiling it, and the name against duplicates. Discovery
 //! (`services/list`, `services/schema`) is built in.
 //!
+//! Operations that come and go while the node serves (a federation's members) live under a
+//! name prefix reserved for them, changed through the [`LiveOperations`] handle
+//! [`Registry::live`] gives; everything else is fixed once serving starts.
+//!
 //! Besides operations a registry holds what handlers share: application state
 //! ([`Registry::provide`], read with [`Context::state`]), ownership providers for resource
 //! checks ([`Registry::set_ownership`]), and for composing operations the authority and
@@ -13,7 +17,8 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use alknet_spec::{OpType, OperationSpec, SpecBundle, SpecError};
 use futures_util::future::BoxFuture;
@@ -208,6 +213,15 @@ pub enum RegistryError {
         /// The bad name.
         source: alknet_spec::NameError,
     },
+    /// The name is outside the live prefix it was added under, or a static operation was
+    /// registered under a prefix reserved for live operations (or the reverse).
+    #[error("operation `{name}`: {problem}")]
+    LivePrefix {
+        /// The operation, or the prefix.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The input schema does not compile.
     #[error("operation `{name}`: input_schema is not a valid JSON Schema 2020-12: {message}")]
     BadInputSchema {
@@ -296,6 +310,94 @@ pub struct Registry {
     operations: HashMap<String, Arc<RegisteredOperation>>,
     ownership: HashMap<String, Arc<dyn OwnershipProvider>>,
     state: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    live: Arc<LiveTable>,
+}
+
+/// The operations added and removed while serving, shared by the registry and its
+/// [`LiveOperations`] handles.
+#[derive(Default)]
+struct LiveTable {
+    operations: RwLock<HashMap<String, Arc<RegisteredOperation>>>,
+    /// The reserved namespaces.
+    namespaces: RwLock<Vec<String>>,
+    /// Bumped on every change, so what is derived from the operations (the OpenAPI document)
+    /// knows to be rebuilt.
+    generation: AtomicU64,
+}
+
+impl LiveTable {
+    fn reserves(&self, namespace: &str) -> bool {
+        self.namespaces
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .any(|n| n == namespace)
+    }
+}
+
+/// A handle that adds and removes operations in one namespace of a registry while its node
+/// serves: what a federation uses to follow members joining and leaving. Cloning it gives
+/// another handle to the same operations.
+#[derive(Clone)]
+pub struct LiveOperations {
+    namespace: String,
+    table: Arc<LiveTable>,
+}
+
+impl std::fmt::Debug for LiveOperations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOperations")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveOperations {
+    /// Adds an operation; its name must be in this handle's namespace and not taken.
+    pub fn insert(&self, spec: OperationSpec, handler: Handler) -> Result<(), RegistryError> {
+        let op = prepare(spec, handler, None)?;
+        let name = op.spec.name.clone();
+        if alknet_spec::namespace_of(&name) != self.namespace {
+            return Err(RegistryError::LivePrefix {
+                name,
+                problem: format!("is not in the live namespace `{}`", self.namespace),
+            });
+        }
+        let mut operations = self.table.operations.write().expect("not poisoned");
+        if operations.contains_key(&name) {
+            return Err(RegistryError::Duplicate(name));
+        }
+        operations.insert(name, Arc::new(op));
+        self.table.generation.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes every operation whose name starts with `prefix` (`fleet/b/`); returns how many.
+    /// Calls already running go on; new calls get `NOT_FOUND`.
+    pub fn remove_prefix(&self, prefix: &str) -> usize {
+        let mut operations = self.table.operations.write().expect("not poisoned");
+        let before = operations.len();
+        operations.retain(|name, _| {
+            !(name.starts_with(prefix) && alknet_spec::namespace_of(name) == self.namespace)
+        });
+        let removed = before - operations.len();
+        if removed > 0 {
+            self.table.generation.fetch_add(1, Ordering::Release);
+        }
+        removed
+    }
+
+    /// The names of the live operations in this namespace, in order.
+    pub fn names(&self) -> Vec<String> {
+        let operations = self.table.operations.read().expect("not poisoned");
+        let mut names: Vec<String> = operations
+            .keys()
+            .filter(|name| alknet_spec::namespace_of(name) == self.namespace)
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
 }
 
 impl Default for Registry {
@@ -311,6 +413,7 @@ impl Registry {
             operations: HashMap::new(),
             ownership: HashMap::new(),
             state: HashMap::new(),
+            live: Arc::default(),
         };
         for (spec, handler) in crate::discovery::builtins() {
             registry
@@ -360,7 +463,47 @@ impl Registry {
         if spec.namespace == "services" || spec.name.starts_with("services/") {
             return Err(RegistryError::Reserved(spec.name));
         }
+        if self.live.reserves(alknet_spec::namespace_of(&spec.name)) {
+            return Err(RegistryError::LivePrefix {
+                name: spec.name,
+                problem: "its namespace is reserved for live operations".to_owned(),
+            });
+        }
         self.insert(spec, handler, composition)
+    }
+
+    /// Reserves the namespace `namespace` for operations added and removed while serving, and
+    /// gives the handle that does it. Refused when operations are registered there already,
+    /// or for discovery's `services`.
+    pub fn live(&mut self, namespace: &str) -> Result<LiveOperations, RegistryError> {
+        let taken = namespace == "services"
+            || namespace.contains('/')
+            || alknet_spec::validate_name(&format!("{namespace}/x")).is_err()
+            || self
+                .operations
+                .keys()
+                .any(|name| alknet_spec::namespace_of(name) == namespace);
+        if taken {
+            return Err(RegistryError::LivePrefix {
+                name: namespace.to_owned(),
+                problem: "cannot be a live namespace (not one segment, reserved, or in use)"
+                    .to_owned(),
+            });
+        }
+        let mut namespaces = self.live.namespaces.write().expect("not poisoned");
+        if !namespaces.iter().any(|n| n == namespace) {
+            namespaces.push(namespace.to_owned());
+        }
+        Ok(LiveOperations {
+            namespace: namespace.to_owned(),
+            table: Arc::clone(&self.live),
+        })
+    }
+
+    /// A number that changes whenever live operations are added or removed: what is derived
+    /// from the operations (an OpenAPI document) is current while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.live.generation.load(Ordering::Acquire)
     }
 
     /// Makes `state` available to every handler as `ctx.state::<T>()`: a pool, a client, a
@@ -391,49 +534,43 @@ impl Registry {
 
     fn insert(
         &mut self,
-        mut spec: OperationSpec,
+        spec: OperationSpec,
         handler: Handler,
         composition: Option<Arc<Composition>>,
     ) -> Result<(), RegistryError> {
-        spec.normalize();
-        spec.validate()?;
-        let matches = matches!(
-            (&handler, spec.op_type),
-            (Handler::Unary(_), OpType::Query | OpType::Mutation)
-                | (Handler::Subscription(_), OpType::Subscription)
-        );
-        if !matches {
-            return Err(RegistryError::KindMismatch {
-                name: spec.name,
-                op_type: spec.op_type.as_str(),
-                handler: handler.kind(),
-            });
+        let op = prepare(spec, handler, composition)?;
+        if self.operations.contains_key(&op.spec.name) {
+            return Err(RegistryError::Duplicate(op.spec.name));
         }
-        if self.operations.contains_key(&spec.name) {
-            return Err(RegistryError::Duplicate(spec.name));
-        }
-        let validator = compile_input_schema(&spec)?;
-        let name = spec.name.clone();
-        self.operations.insert(
-            name,
-            Arc::new(RegisteredOperation {
-                spec,
-                validator,
-                handler,
-                composition,
-            }),
-        );
+        self.operations.insert(op.spec.name.clone(), Arc::new(op));
         Ok(())
     }
 
     /// The operation with this registry name (no leading slash), internal ones included.
-    pub fn get(&self, name: &str) -> Option<&Arc<RegisteredOperation>> {
-        self.operations.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<RegisteredOperation>> {
+        if let Some(op) = self.operations.get(name) {
+            return Some(Arc::clone(op));
+        }
+        // Only names outside the fixed operations reach the lock.
+        self.live
+            .operations
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
     }
 
-    /// Every registered operation, built-ins included, in name order.
-    pub fn operations(&self) -> Vec<&Arc<RegisteredOperation>> {
-        let mut ops: Vec<_> = self.operations.values().collect();
+    /// Every registered operation, built-ins and live ones included, in name order.
+    pub fn operations(&self) -> Vec<Arc<RegisteredOperation>> {
+        let mut ops: Vec<_> = self.operations.values().cloned().collect();
+        ops.extend(
+            self.live
+                .operations
+                .read()
+                .expect("not poisoned")
+                .values()
+                .cloned(),
+        );
         ops.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         ops
     }
@@ -452,8 +589,8 @@ impl Registry {
 
     fn bundle_of(&self, keep: impl Fn(&RegisteredOperation) -> bool) -> SpecBundle {
         SpecBundle::new(
-            self.operations
-                .values()
+            self.operations()
+                .into_iter()
                 .filter(|op| !crate::discovery::is_builtin(&op.spec.name) && keep(op))
                 .map(|op| op.spec.clone()),
         )
@@ -466,9 +603,38 @@ impl Registry {
     /// are not advertised there (they would only answer `NOT_FOUND`).
     pub fn needs_peer(&self, name: &str) -> bool {
         self.get(name)
-            .and_then(|op| op.composition())
+            .and_then(|op| op.composition().cloned())
             .is_some_and(|c| c.operations.iter().any(|listed| self.get(listed).is_none()))
     }
+}
+
+/// Checks an operation (spec rules, handler kind, input schema) and compiles its validator.
+fn prepare(
+    mut spec: OperationSpec,
+    handler: Handler,
+    composition: Option<Arc<Composition>>,
+) -> Result<RegisteredOperation, RegistryError> {
+    spec.normalize();
+    spec.validate()?;
+    let matches = matches!(
+        (&handler, spec.op_type),
+        (Handler::Unary(_), OpType::Query | OpType::Mutation)
+            | (Handler::Subscription(_), OpType::Subscription)
+    );
+    if !matches {
+        return Err(RegistryError::KindMismatch {
+            name: spec.name,
+            op_type: spec.op_type.as_str(),
+            handler: handler.kind(),
+        });
+    }
+    let validator = compile_input_schema(&spec)?;
+    Ok(RegisteredOperation {
+        spec,
+        validator,
+        handler,
+        composition,
+    })
 }
 
 fn compile_input_schema(

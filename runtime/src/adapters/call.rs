@@ -75,7 +75,34 @@ impl Registry {
     /// cannot be read, and when an operation's local name is taken.
     pub async fn import_call(&mut self, import: CallImport) -> Result<Vec<String>, ImportError> {
         super::check_import_name(&import.name)?;
-        let remote = Remote::new(&import)?;
+        let remote = RemoteOperations::read(&import).await?;
+        let mut names = Vec::new();
+        for (spec, handler) in remote.forwarding(&import.name, import.external)? {
+            let name = spec.name.clone();
+            self.register_handler(spec, handler)
+                .map_err(|source| ImportError::Registry {
+                    name: import.name.clone(),
+                    source,
+                })?;
+            names.push(name);
+        }
+        info!(import = %import.name, remote = %import.addr, operations = names.len(), "imported");
+        Ok(names)
+    }
+}
+
+/// A remote node's external operations, read through its discovery over a connection that is
+/// kept (and dialled again when lost): what `import_call` registers, and what a federation
+/// serves for each member.
+pub(crate) struct RemoteOperations {
+    remote: Arc<Remote>,
+    specs: Vec<OperationSpec>,
+}
+
+impl RemoteOperations {
+    /// Dials the node `import` names and reads its discovery.
+    pub(crate) async fn read(import: &CallImport) -> Result<Self, ImportError> {
+        let remote = Remote::new(import)?;
         let connection = remote
             .dial()
             .await
@@ -92,21 +119,26 @@ impl Registry {
             })?;
         *remote.state.lock().await = Dialled::Connected(connection);
         let _ = remote.imported.set(specs.clone());
-        let remote = Arc::new(remote);
-        let mut names = Vec::new();
-        for spec in specs {
-            let local = forwarding_spec(&import, &spec);
-            let handler = forwarding_handler(&remote, &spec)?;
-            let name = local.name.clone();
-            self.register_handler(local, handler)
-                .map_err(|source| ImportError::Registry {
-                    name: import.name.clone(),
-                    source,
-                })?;
-            names.push(name);
-        }
-        info!(import = %import.name, remote = %import.addr, operations = names.len(), "imported");
-        Ok(names)
+        Ok(Self {
+            remote: Arc::new(remote),
+            specs,
+        })
+    }
+
+    /// The forwarding operations, named `<prefix>/<remote name>` (a prefix of one or more
+    /// segments), external or internal.
+    pub(crate) fn forwarding(
+        &self,
+        prefix: &str,
+        external: bool,
+    ) -> Result<Vec<(OperationSpec, Handler)>, ImportError> {
+        self.specs
+            .iter()
+            .map(|spec| {
+                let local = forwarding_spec(prefix, external, spec);
+                Ok((local, forwarding_handler(&self.remote, spec)?))
+            })
+            .collect()
     }
 }
 
@@ -134,12 +166,12 @@ async fn read_specs(connection: &Connection) -> Result<Vec<OperationSpec>, Strin
     Ok(specs)
 }
 
-/// The local spec of an imported operation: the remote one under the import's name.
-fn forwarding_spec(import: &CallImport, remote: &OperationSpec) -> OperationSpec {
+/// The local spec of an imported operation: the remote one under `prefix`.
+fn forwarding_spec(prefix: &str, external: bool, remote: &OperationSpec) -> OperationSpec {
     let mut spec = remote.clone();
-    spec.name = format!("{}/{}", import.name, remote.name);
-    spec.namespace = import.name.clone();
-    spec.visibility = if import.external {
+    spec.name = format!("{prefix}/{}", remote.name);
+    spec.namespace = alknet_spec::namespace_of(&spec.name).to_owned();
+    spec.visibility = if external {
         Visibility::External
     } else {
         Visibility::Internal

@@ -277,7 +277,7 @@ impl ServerHandler for McpServer {
             self.node
                 .registry
                 .operations()
-                .into_iter()
+                .iter()
                 .map(|op| op.spec())
                 .filter(|spec| {
                     spec.visibility == Visibility::External && spec.op_type != OpType::Subscription

@@ -114,6 +114,34 @@ impl Server {
     }
 }
 
+/// `/openapi.json`: built from the registry, and again when its live operations change.
+pub(crate) struct OpenApiDocument {
+    info: OpenApiInfo,
+    server_url: String,
+    /// The document and the registry generation it was built for.
+    current: std::sync::Mutex<Option<(u64, Arc<serde_json::Value>)>>,
+}
+
+impl OpenApiDocument {
+    /// The document for the registry as it is now.
+    pub(crate) fn current(&self, registry: &crate::Registry) -> Arc<serde_json::Value> {
+        let generation = registry.generation();
+        let mut current = self.current.lock().expect("not poisoned");
+        if let Some((built_for, document)) = current.as_ref()
+            && *built_for == generation
+        {
+            return Arc::clone(document);
+        }
+        // HTTP callers have no connection to be called back on: operations that need one are
+        // left out of the document.
+        let mut document = openapi_document(&registry.spec_bundle_without_peer(), &self.info);
+        document["servers"] = serde_json::json!([{ "url": self.server_url }]);
+        let document = Arc::new(document);
+        *current = Some((generation, Arc::clone(&document)));
+        document
+    }
+}
+
 /// The gateway's routes over `node`; with the `mcp` feature, `/mcp` too.
 fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
     let info = OpenApiInfo {
@@ -121,11 +149,11 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
         version: env!("CARGO_PKG_VERSION").into(),
         description: "The operations of this node, over the alknet HTTP gateway.".into(),
     };
-    // HTTP callers have no connection to be called back on: operations that need one are left
-    // out of the document.
-    let mut openapi = openapi_document(&node.registry.spec_bundle_without_peer(), &info);
-    openapi["servers"] = serde_json::json!([{ "url": server_url }]);
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(OpenApiDocument {
+        info,
+        server_url: server_url.to_owned(),
+        current: std::sync::Mutex::new(None),
+    });
     let origins = origin::Origins::new(&options.cors_origins);
     let policy = origin::Policy {
         origins: origins.clone(),

@@ -32,7 +32,7 @@ use crate::wire::too_many_json_values;
 #[derive(Clone)]
 pub(super) struct Gateway {
     pub node: Arc<Node>,
-    pub openapi: Arc<Value>,
+    pub openapi: Arc<super::OpenApiDocument>,
     /// One permit per open WebSocket session (`HttpLimits::max_websocket_sessions`).
     pub websocket_sessions: Arc<tokio::sync::Semaphore>,
     /// `HttpLimits::websocket_max_message`.
@@ -78,7 +78,7 @@ impl Gateway {
             Ok(code) => alknet_spec::openapi::protocol_status(code.as_str()),
             Err(_) => operation
                 .and_then(|op| OperationName::parse_wire(op).ok())
-                .and_then(|name| self.node.registry.get(name.as_str()).cloned())
+                .and_then(|name| self.node.registry.get(name.as_str()))
                 .and_then(|op| {
                     op.spec()
                         .declared_error(&error.code)
@@ -355,7 +355,14 @@ async fn schema(
 }
 
 async fn openapi_route(State(gateway): State<Gateway>) -> Response {
-    Json(gateway.openapi.as_ref().clone()).into_response()
+    Json(
+        gateway
+            .openapi
+            .current(&gateway.node.registry)
+            .as_ref()
+            .clone(),
+    )
+    .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -129,7 +129,7 @@ async fn prepare(
         default_timeout,
     );
     Ok(Prepared {
-        op: Arc::clone(op),
+        op,
         ctx,
         input: request.input,
     })

@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+mod fleet;
 #[cfg(feature = "docker")]
 mod tty;
 
@@ -42,7 +43,7 @@ struct Cli {
 enum Command {
     /// Run a node until SIGINT/SIGTERM. Prints one ready line:
     /// `alknet listening quic=ADDR fingerprint=SHA256:<hex>`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Call a query or mutation and print its output.
     Call {
         #[command(flatten)]
@@ -115,6 +116,10 @@ enum Command {
     /// Certificates for `serve --cert/--key` or for clients (`--cert/--key` on client commands).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Many nodes, one view: list a fleet's members, call or subscribe on them
+    /// (`--fleet nats://HOST:PORT` or a TOML file, or ALKNET_FLEET).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Subcommand)]
@@ -235,6 +240,8 @@ struct ServeArgs {
     /// Seconds running calls get to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_secs: u64,
+    #[command(flatten)]
+    fleet: fleet::ServeFleetArgs,
     /// Serve the Docker pack (`docker/…` operations, interactive sessions on ALPN
     /// `alknet/tty`) with the daemon at this socket (default /var/run/docker.sock).
     #[cfg(feature = "docker")]
@@ -319,7 +326,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let output = Output::choose(cli.json, cli.pretty);
     match cli.command {
-        Command::Serve(args) => match serve(args).await {
+        Command::Serve(args) => match serve(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("alknet serve: {error:#}");
@@ -414,6 +421,7 @@ async fn run(cli: Cli) -> ExitCode {
             attach,
             cmd,
         } => tty::run(&target, container, attach, cmd).await,
+        Command::Fleet(command) => fleet::run(command, output).await,
         Command::Schema { target, op } => {
             client_command(&target, |conn| async move {
                 output.print(
@@ -559,7 +567,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let live = fleet::prepare(&args.fleet, &mut registry)?;
     let server = Server::bind(registry, options)?;
+    let mut http_addr = None;
     let http = match args.http {
         Some(addr) => {
             let http_options = alknet::HttpOptions {
@@ -574,13 +584,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
                 ..alknet::HttpOptions::default()
             };
-            format!(
-                " http={}",
-                server.serve_http_with(addr, http_options).await?
-            )
+            let bound = server.serve_http_with(addr, http_options).await?;
+            http_addr = Some(args.public_url.clone().unwrap_or_else(|| bound.to_string()));
+            format!(" http={bound}")
         }
         None => String::new(),
     };
+    let membership = fleet::join(&args.fleet, &server, http_addr, live).await?;
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -594,6 +604,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+    }
+    // Leave first, so the fleet stops sending calls here while running ones finish.
+    if let Some(membership) = membership {
+        membership.leave().await;
     }
     server.shutdown(Duration::from_secs(args.grace_secs)).await;
     #[cfg(feature = "docker")]
@@ -742,7 +756,7 @@ fn parse_input(input: Option<&str>) -> Result<Value, CallError> {
 
 /// How results are printed.
 #[derive(Clone, Copy)]
-enum Output {
+pub(crate) enum Output {
     /// Indented JSON; `list` as a table. For people at a terminal.
     Pretty,
     /// One line of JSON per value. For pipes and programs.
@@ -761,7 +775,7 @@ impl Output {
         }
     }
 
-    fn print(self, value: &Value) {
+    pub(crate) fn print(self, value: &Value) {
         let text = match self {
             Output::Pretty => serde_json::to_string_pretty(value).expect("values serialize"),
             Output::Lines => value.to_string(),
