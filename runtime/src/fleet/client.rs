@@ -78,7 +78,7 @@ pub struct NodeItem {
 
 /// A connection to one member, opened when first needed.
 struct MemberLink {
-    record: MemberRecord,
+    record: Arc<MemberRecord>,
     connection: tokio::sync::Mutex<Option<Connection>>,
     in_flight: AtomicUsize,
 }
@@ -136,7 +136,11 @@ impl Fleet {
 
     /// The members now, in id order.
     pub fn members(&self) -> Vec<MemberRecord> {
-        self.directory.members()
+        self.directory
+            .members()
+            .into_iter()
+            .map(|record| (*record).clone())
+            .collect()
     }
 
     /// The members with how long ago each was last seen (zero for a static fleet's).
@@ -144,7 +148,7 @@ impl Fleet {
         self.directory
             .known()
             .into_iter()
-            .map(|known| (known.record, known.seen.elapsed()))
+            .map(|known| ((*known.record).clone(), known.seen.elapsed()))
             .collect()
     }
 
@@ -176,7 +180,7 @@ impl Fleet {
             async move {
                 let result = self.call_on(&record, op, input).await;
                 NodeResult {
-                    node: record.id,
+                    node: record.id.clone(),
                     result,
                 }
             }
@@ -200,7 +204,7 @@ impl Fleet {
         let result = self.call_on(&first, op, input.clone()).await;
         let Err(error) = &result else {
             return Ok(NodeResult {
-                node: first.id,
+                node: first.id.clone(),
                 result,
             });
         };
@@ -218,12 +222,12 @@ impl Fleet {
         {
             let result = self.call_on(&second, op, input).await;
             return Ok(NodeResult {
-                node: second.id,
+                node: second.id.clone(),
                 result,
             });
         }
         Ok(NodeResult {
-            node: first.id,
+            node: first.id.clone(),
             result,
         })
     }
@@ -245,7 +249,7 @@ impl Fleet {
                         connection.subscribe_json(op, input).await
                     }
                     .await;
-                    (record.id, subscribed)
+                    (record.id.clone(), subscribed)
                 }
             }))
             .await;
@@ -281,7 +285,7 @@ impl Fleet {
         merged
     }
 
-    fn matching(&self, selector: &Selector) -> Vec<MemberRecord> {
+    fn matching(&self, selector: &Selector) -> Vec<Arc<MemberRecord>> {
         self.directory
             .members()
             .into_iter()
@@ -290,27 +294,31 @@ impl Fleet {
     }
 
     /// Two random candidates (other than `except`), the one with fewer calls in flight.
-    fn pick(&self, candidates: &[MemberRecord], except: Option<&str>) -> Option<MemberRecord> {
-        let pool: Vec<&MemberRecord> = candidates
+    fn pick(
+        &self,
+        candidates: &[Arc<MemberRecord>],
+        except: Option<&str>,
+    ) -> Option<Arc<MemberRecord>> {
+        let pool: Vec<&Arc<MemberRecord>> = candidates
             .iter()
             .filter(|r| Some(r.id.as_str()) != except)
             .collect();
         match pool.len() {
             0 => None,
-            1 => Some(pool[0].clone()),
+            1 => Some(Arc::clone(pool[0])),
             n => {
                 let a = self.random(n);
                 let mut b = self.random(n - 1);
                 if b >= a {
                     b += 1;
                 }
-                let load = |r: &MemberRecord| self.link(r).in_flight.load(Ordering::Relaxed);
+                let load = |r: &Arc<MemberRecord>| self.link(r).in_flight.load(Ordering::Relaxed);
                 let chosen = if load(pool[b]) < load(pool[a]) {
                     pool[b]
                 } else {
                     pool[a]
                 };
-                Some(chosen.clone())
+                Some(Arc::clone(chosen))
             }
         }
     }
@@ -325,27 +333,27 @@ impl Fleet {
 
     /// The link to `record`'s node, replaced when its record changed (new address or
     /// certificate).
-    fn link(&self, record: &MemberRecord) -> Arc<MemberLink> {
+    fn link(&self, record: &Arc<MemberRecord>) -> Arc<MemberLink> {
         let mut links = self.links.lock().expect("not poisoned");
-        // Members that left are forgotten here.
-        links.retain(|id, _| self.directory.get(id).is_some() || id == &record.id);
-        match links.get(&record.id) {
-            Some(link) if link.record == *record => Arc::clone(link),
-            _ => {
-                let link = Arc::new(MemberLink {
-                    record: record.clone(),
-                    connection: tokio::sync::Mutex::new(None),
-                    in_flight: AtomicUsize::new(0),
-                });
-                links.insert(record.id.clone(), Arc::clone(&link));
-                link
-            }
+        if let Some(link) = links.get(&record.id)
+            && (Arc::ptr_eq(&link.record, record) || link.record == *record)
+        {
+            return Arc::clone(link);
         }
+        // A new member, or one whose record changed; members that left are forgotten now.
+        links.retain(|id, _| self.directory.contains(id));
+        let link = Arc::new(MemberLink {
+            record: Arc::clone(record),
+            connection: tokio::sync::Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        });
+        links.insert(record.id.clone(), Arc::clone(&link));
+        link
     }
 
     /// The open connection to `record`'s node, dialled (pinned to its fingerprint) when
     /// there is none.
-    pub async fn connection(&self, record: &MemberRecord) -> Result<Connection, CallError> {
+    async fn connection(&self, record: &Arc<MemberRecord>) -> Result<Connection, CallError> {
         let link = self.link(record);
         let mut connection = link.connection.lock().await;
         if let Some(open) = connection.as_ref()
@@ -375,7 +383,7 @@ impl Fleet {
 
     async fn call_on(
         &self,
-        record: &MemberRecord,
+        record: &Arc<MemberRecord>,
         op: &str,
         input: Value,
     ) -> Result<Value, CallError> {
@@ -393,7 +401,7 @@ impl Fleet {
     }
 
     /// Whether `op` is a query on `record`'s node (its discovery says so).
-    async fn is_query(&self, record: &MemberRecord, op: &str) -> bool {
+    async fn is_query(&self, record: &Arc<MemberRecord>, op: &str) -> bool {
         let Ok(connection) = self.connection(record).await else {
             return false;
         };

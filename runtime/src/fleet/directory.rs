@@ -29,7 +29,7 @@ pub enum FleetEvent {
 /// A member and when its record was last seen.
 #[derive(Debug, Clone)]
 pub(super) struct Known {
-    pub(super) record: MemberRecord,
+    pub(super) record: Arc<MemberRecord>,
     pub(super) seen: Instant,
 }
 
@@ -57,12 +57,12 @@ impl Directory {
     }
 
     /// The members now, in id order.
-    pub(super) fn members(&self) -> Vec<MemberRecord> {
+    pub(super) fn members(&self) -> Vec<Arc<MemberRecord>> {
         self.members
             .read()
             .expect("not poisoned")
             .values()
-            .map(|known| known.record.clone())
+            .map(|known| Arc::clone(&known.record))
             .collect()
     }
 
@@ -76,12 +76,8 @@ impl Directory {
             .collect()
     }
 
-    pub(super) fn get(&self, id: &str) -> Option<MemberRecord> {
-        self.members
-            .read()
-            .expect("not poisoned")
-            .get(id)
-            .map(|known| known.record.clone())
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.members.read().expect("not poisoned").contains_key(id)
     }
 
     pub(super) fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {
@@ -92,14 +88,23 @@ impl Directory {
     pub(super) fn upsert(&self, record: MemberRecord) {
         let changed = {
             let mut members = self.members.write().expect("not poisoned");
-            let previous = members.insert(
-                record.id.clone(),
-                Known {
-                    record: record.clone(),
-                    seen: Instant::now(),
-                },
-            );
-            previous.is_none_or(|p| p.record != record)
+            match members.get_mut(&record.id) {
+                // The same record again (a refresh): only when it was seen changes.
+                Some(known) if *known.record == record => {
+                    known.seen = Instant::now();
+                    false
+                }
+                _ => {
+                    members.insert(
+                        record.id.clone(),
+                        Known {
+                            record: Arc::new(record.clone()),
+                            seen: Instant::now(),
+                        },
+                    );
+                    true
+                }
+            }
         };
         if changed {
             let _ = self.events.send(FleetEvent::Joined(record));

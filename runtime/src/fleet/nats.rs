@@ -175,14 +175,19 @@ impl Drop for Registration {
     }
 }
 
-/// Publishes `record` with time-to-live `ttl` (whole seconds, at least 1) and keeps it fresh.
+/// Publishes `record` so that it is gone within `ttl` (whole seconds, at least 1) of this node
+/// dying, and keeps it fresh until [`Registration::leave`].
 pub async fn register(
     options: &NatsOptions,
     mut record: MemberRecord,
     ttl: Duration,
 ) -> Result<Registration, FleetError> {
-    let ttl = Duration::from_secs(ttl.as_secs().max(1));
-    record.ttl_secs = ttl.as_secs();
+    // `ttl` is the promise: a node that died is gone from the fleet within it. NATS expires a
+    // record its TTL after the last refresh, and the server's expiry takes a moment to be
+    // seen, so records are written with one second less (whole seconds, at least one).
+    let promised = ttl.as_secs().max(1);
+    record.ttl_secs = promised;
+    let ttl = Duration::from_secs(promised.saturating_sub(1).max(1));
     let client = options.connect(true).await?;
     let js = jetstream::new(client);
     let bucket_name = options.bucket().to_owned();
