@@ -6,7 +6,9 @@
 //! and a typed client with one method per external operation. Formatted by prettyplease;
 //! the same input always gives the same bytes.
 //!
-//! The generated code needs `alknet`, `serde` and `serde_json` as dependencies.
+//! The generated code needs only `alknet` as a dependency: serde and serde_json are reached
+//! through its re-exports (`::alknet::serde`, `::alknet::serde_json`). Every generated item
+//! allows `dead_code`: a program uses the client or the server side, rarely every method.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -150,6 +152,57 @@ struct OpCode {
     spec: OperationSpec,
 }
 
+/// Rewrites the absolute paths typify writes to the crates alknet re-exports (`::serde::…`,
+/// `::serde_json::…`) into paths through `::alknet`.
+fn through_alknet(tokens: TokenStream) -> TokenStream {
+    use proc_macro2::{Group, Punct, Spacing, TokenTree};
+    let mut out: Vec<TokenTree> = Vec::new();
+    for tree in tokens {
+        match tree {
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(group.delimiter(), through_alknet(group.stream()));
+                inner.set_span(group.span());
+                let derives_serde = group.delimiter() == proc_macro2::Delimiter::Bracket
+                    && matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '#')
+                    && {
+                        let text = group.stream().to_string();
+                        text.starts_with("derive")
+                            && (text.contains("Serialize") || text.contains("Deserialize"))
+                    };
+                out.push(TokenTree::Group(inner));
+                if derives_serde {
+                    // serde's derives find serde through the re-export (after the derive that
+                    // introduces the attribute).
+                    out.extend(quote!(#[serde(crate = "::alknet::serde")]));
+                }
+            }
+            TokenTree::Ident(ident)
+                if (ident == "serde" || ident == "serde_json")
+                    && matches!(
+                        &out[..],
+                        [.., TokenTree::Punct(a), TokenTree::Punct(b)]
+                            if a.as_char() == ':' && b.as_char() == ':'
+                                && a.spacing() == Spacing::Joint
+                    )
+                    // `::serde` at the start of a path, not `x::serde` (a keyword before
+                    // the `::`, as in `<E as ::serde::de::Error>`, still starts a path).
+                    && !matches!(
+                        out.len().checked_sub(3).map(|i| &out[i]),
+                        Some(TokenTree::Ident(previous))
+                            if !KEYWORDS.contains(&previous.to_string().as_str())
+                    ) =>
+            {
+                out.push(TokenTree::Ident(Ident::new("alknet", ident.span())));
+                out.push(TokenTree::Punct(Punct::new(':', Spacing::Joint)));
+                out.push(TokenTree::Punct(Punct::new(':', Spacing::Alone)));
+                out.push(TokenTree::Ident(ident));
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Generates the Rust source for `service`. `path` names the input in errors.
 pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> {
     let mut settings = TypeSpaceSettings::default();
@@ -240,10 +293,11 @@ pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> 
         #register
         #client
     };
-    let file: syn::File = syn::parse2(tokens).map_err(|e| CodegenError::Output {
-        path: path.to_owned(),
-        message: format!("generated code does not parse (a bug in alknet-codegen): {e}"),
-    })?;
+    let file: syn::File =
+        syn::parse2(through_alknet(tokens)).map_err(|e| CodegenError::Output {
+            path: path.to_owned(),
+            message: format!("generated code does not parse (a bug in alknet-codegen): {e}"),
+        })?;
     let source = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -281,6 +335,7 @@ fn marker_type(op: &OpCode) -> TokenStream {
     ));
     quote! {
         #text
+        #[allow(dead_code)]
         #[derive(Debug, Clone, Copy, Default)]
         pub struct #marker;
 
@@ -343,6 +398,7 @@ fn error_enum(
     // file's schemas and statuses are what discovery and OpenAPI show.
     Ok(quote! {
         #text
+        #[allow(dead_code)]
         #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
         #[domain(declared_by = #marker)]
         pub enum #name {
@@ -379,6 +435,7 @@ fn service_trait(service: &Service, ops: &[OpCode]) -> TokenStream {
     ));
     quote! {
         #text
+        #[allow(dead_code)]
         pub trait #name: ::std::marker::Send + ::std::marker::Sync + 'static {
             #(#methods)*
         }
@@ -415,6 +472,7 @@ fn register_fn(service: &Service, ops: &[OpCode]) -> TokenStream {
     });
     quote! {
         /// Registers every operation of the service, served by `service`.
+        #[allow(dead_code)]
         pub fn register<S: #name>(
             registry: &mut ::alknet::Registry,
             service: ::std::sync::Arc<S>,
@@ -461,11 +519,13 @@ fn client(service: &Service, ops: &[OpCode]) -> TokenStream {
     ));
     quote! {
         #text
+        #[allow(dead_code)]
         #[derive(Clone)]
         pub struct #name {
             conn: ::alknet::Connection,
         }
 
+        #[allow(dead_code)]
         impl #name {
             /// A client calling over `conn`.
             pub fn new(conn: ::alknet::Connection) -> Self {
@@ -479,5 +539,35 @@ fn client(service: &Service, ops: &[OpCode]) -> TokenStream {
 
             #(#methods)*
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    #[test]
+    fn serde_paths_go_through_alknet() {
+        let tokens = quote! {
+            #[derive(::serde::Deserialize, Debug)]
+            pub struct A { v: ::serde_json::Value }
+            fn f<D: X>(e: E) -> D::Error { <D::Error as ::serde::de::Error>::custom(e) }
+            const S: () = ::alknet::typed::__private::serde_json::from_str("");
+        };
+        let out = super::through_alknet(tokens).to_string();
+        assert!(out.contains(":: alknet :: serde :: Deserialize"), "{out}");
+        assert!(
+            out.contains("# [serde (crate = \"::alknet::serde\")]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("v : :: alknet :: serde_json :: Value"),
+            "{out}"
+        );
+        assert!(
+            out.contains("as :: alknet :: serde :: de :: Error"),
+            "{out}"
+        );
+        assert!(out.contains("__private :: serde_json :: from_str"), "{out}");
     }
 }

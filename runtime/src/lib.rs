@@ -126,4 +126,8 @@ pub use alknet_macros::operation;
 pub use gateway::websocket::{WebSocketClient, WebSocketOptions};
 /// schemars, re-exported so `#[derive(JsonSchema)]` users and generated code agree on one version.
 pub use schemars;
+/// serde and serde_json, re-exported so that code `alknet-codegen` generates needs `alknet` as
+/// its only dependency (`#[serde(crate = "::alknet::serde")]`).
+pub use serde;
+pub use serde_json;
 pub use tls::{Fingerprint, ServerVerification, TlsIdentity};

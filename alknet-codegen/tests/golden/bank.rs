@@ -4,21 +4,45 @@
 #[allow(clippy::all, missing_docs, dead_code, unused_imports, irrefutable_let_patterns)]
 pub mod types {
     ///`Account`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     pub struct Account {
         pub account: ::std::string::String,
         pub balance: Cents,
         pub status: AccountStatus,
     }
     ///Names an account.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct AccountRef {
         ///The account id.
         pub account: AccountRefAccount,
     }
     ///The account id.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct AccountRefAccount(::std::string::String);
     impl ::std::ops::Deref for AccountRefAccount {
@@ -59,22 +83,22 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for AccountRefAccount {
+    impl<'de> ::alknet::serde::Deserialize<'de> for AccountRefAccount {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`AccountStatus`
     #[derive(
-        ::serde::Deserialize,
-        ::serde::Serialize,
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
         Clone,
         Copy,
         Debug,
@@ -84,6 +108,7 @@ pub mod types {
         PartialEq,
         PartialOrd
     )]
+    #[serde(crate = "::alknet::serde")]
     pub enum AccountStatus {
         #[serde(rename = "open")]
         Open,
@@ -127,12 +152,26 @@ pub mod types {
         }
     }
     ///`AuditRebuildOutput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     pub struct AuditRebuildOutput {
         pub accounts: u64,
     }
     ///An amount in cents.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct Cents(pub u64);
     impl ::std::ops::Deref for Cents {
@@ -175,7 +214,14 @@ pub mod types {
         }
     }
     ///`Deposit`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct Deposit {
         pub account: DepositAccount,
@@ -184,7 +230,17 @@ pub mod types {
         pub memo: ::std::option::Option<DepositMemo>,
     }
     ///`DepositAccount`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct DepositAccount(::std::string::String);
     impl ::std::ops::Deref for DepositAccount {
@@ -225,20 +281,30 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for DepositAccount {
+    impl<'de> ::alknet::serde::Deserialize<'de> for DepositAccount {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`DepositMemo`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct DepositMemo(::std::string::String);
     impl ::std::ops::Deref for DepositMemo {
@@ -279,25 +345,39 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for DepositMemo {
+    impl<'de> ::alknet::serde::Deserialize<'de> for DepositMemo {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`Limit`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     pub struct Limit {
         pub max: Cents,
     }
     ///`Movement`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     pub struct Movement {
         ///Positive for deposits.
         pub amount: i64,
@@ -339,6 +419,7 @@ pub mod types {
 /// `bank/account/get`: Reads an account.
 ///
 /// The marker for typed calls: `conn.call::<AccountGetOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountGetOp;
 impl ::alknet::Operation for AccountGetOp {
@@ -357,12 +438,13 @@ impl ::alknet::Operation for AccountGetOp {
 /// `bank/audit/rebuild`: Recomputes balances from the movements. Only reachable by composition.
 ///
 /// The marker for typed calls: `conn.call::<AuditRebuildOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuditRebuildOp;
 impl ::alknet::Operation for AuditRebuildOp {
     const NAME: &'static str = "bank/audit/rebuild";
     const KIND: ::alknet::spec::OpType = ::alknet::spec::OpType::Mutation;
-    type Input = ::serde_json::Value;
+    type Input = ::alknet::serde_json::Value;
     type Output = types::AuditRebuildOutput;
     type Error = ::alknet::NoDomainError;
     fn spec() -> ::alknet::spec::OperationSpec {
@@ -375,6 +457,7 @@ impl ::alknet::Operation for AuditRebuildOp {
 /// `bank/deposit`: Adds money to an account.
 ///
 /// The marker for typed calls: `conn.call::<DepositOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DepositOp;
 impl ::alknet::Operation for DepositOp {
@@ -393,6 +476,7 @@ impl ::alknet::Operation for DepositOp {
 /// `bank/movements`: Streams the movements of an account as they happen.
 ///
 /// The marker for typed calls: `conn.call::<MovementsOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MovementsOp;
 impl ::alknet::Operation for MovementsOp {
@@ -411,12 +495,13 @@ impl ::alknet::Operation for MovementsOp {
 /// `bank/ping`: Answers pong.
 ///
 /// The marker for typed calls: `conn.call::<PingOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PingOp;
 impl ::alknet::Operation for PingOp {
     const NAME: &'static str = "bank/ping";
     const KIND: ::alknet::spec::OpType = ::alknet::spec::OpType::Query;
-    type Input = ::serde_json::Value;
+    type Input = ::alknet::serde_json::Value;
     type Output = ::std::string::String;
     type Error = ::alknet::NoDomainError;
     fn spec() -> ::alknet::spec::OperationSpec {
@@ -427,6 +512,7 @@ impl ::alknet::Operation for PingOp {
     }
 }
 /// The declared errors of `bank/account/get`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = AccountGetOp)]
 pub enum AccountGetError {
@@ -435,6 +521,7 @@ pub enum AccountGetError {
     NoSuchAccount(types::AccountRef),
 }
 /// The declared errors of `bank/deposit`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = DepositOp)]
 pub enum DepositError {
@@ -451,6 +538,7 @@ pub enum DepositError {
 /// The `bank` service: implement one method per operation, then serve it with [`register`].
 ///
 /// A small bank: accounts, deposits, a feed of movements.
+#[allow(dead_code)]
 pub trait BankService: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// `bank/account/get`: Reads an account.
     fn account_get(
@@ -467,7 +555,7 @@ pub trait BankService: ::std::marker::Send + ::std::marker::Sync + 'static {
     fn audit_rebuild(
         &self,
         ctx: ::alknet::Context,
-        input: ::serde_json::Value,
+        input: ::alknet::serde_json::Value,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<
             types::AuditRebuildOutput,
@@ -497,7 +585,7 @@ pub trait BankService: ::std::marker::Send + ::std::marker::Sync + 'static {
     fn ping(
         &self,
         ctx: ::alknet::Context,
-        input: ::serde_json::Value,
+        input: ::alknet::serde_json::Value,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<
             ::std::string::String,
@@ -506,6 +594,7 @@ pub trait BankService: ::std::marker::Send + ::std::marker::Sync + 'static {
     > + ::std::marker::Send;
 }
 /// Registers every operation of the service, served by `service`.
+#[allow(dead_code)]
 pub fn register<S: BankService>(
     registry: &mut ::alknet::Registry,
     service: ::std::sync::Arc<S>,
@@ -536,7 +625,7 @@ pub fn register<S: BankService>(
                 <AuditRebuildOp as ::alknet::Operation>::spec(),
                 ::alknet::Handler::typed_unary(move |
                     ctx: ::alknet::Context,
-                    input: ::serde_json::Value|
+                    input: ::alknet::serde_json::Value|
                 {
                     let service = ::std::sync::Arc::clone(&service);
                     async move {
@@ -593,7 +682,7 @@ pub fn register<S: BankService>(
                 <PingOp as ::alknet::Operation>::spec(),
                 ::alknet::Handler::typed_unary(move |
                     ctx: ::alknet::Context,
-                    input: ::serde_json::Value|
+                    input: ::alknet::serde_json::Value|
                 {
                     let service = ::std::sync::Arc::clone(&service);
                     async move {
@@ -606,10 +695,12 @@ pub fn register<S: BankService>(
     ::std::result::Result::Ok(())
 }
 /// A typed client of the `bank` service over an alknet connection.
+#[allow(dead_code)]
 #[derive(Clone)]
 pub struct BankClient {
     conn: ::alknet::Connection,
 }
+#[allow(dead_code)]
 impl BankClient {
     /// A client calling over `conn`.
     pub fn new(conn: ::alknet::Connection) -> Self {
@@ -646,7 +737,7 @@ impl BankClient {
     /// `bank/ping`: Answers pong.
     pub async fn ping(
         &self,
-        input: &::serde_json::Value,
+        input: &::alknet::serde_json::Value,
     ) -> ::std::result::Result<
         ::std::string::String,
         ::alknet::OpError<::alknet::NoDomainError>,

@@ -117,7 +117,7 @@ impl BankService for Ledger {
     async fn audit_rebuild(
         &self,
         _ctx: Context,
-        _input: serde_json::Value,
+        _input: alknet::serde_json::Value,
     ) -> Result<AuditRebuildOutput, OpError<alknet::NoDomainError>> {
         Ok(AuditRebuildOutput {
             accounts: self.accounts.lock().unwrap().len() as u64,
@@ -127,7 +127,7 @@ impl BankService for Ledger {
     async fn ping(
         &self,
         _ctx: Context,
-        _input: serde_json::Value,
+        _input: alknet::serde_json::Value,
     ) -> Result<String, OpError<alknet::NoDomainError>> {
         Ok("pong".into())
     }
@@ -245,7 +245,10 @@ async fn main() -> anyhow::Result<()> {
         ),
         other => anyhow::bail!("expected NO_SUCH_ACCOUNT, got {other:?}"),
     }
-    println!("ping -> {}", bank.ping(&serde_json::json!({})).await?);
+    println!(
+        "ping -> {}",
+        bank.ping(&alknet::serde_json::json!({})).await?
+    );
 
     drop(feed);
     bank.connection().close();

@@ -4,7 +4,14 @@
 #[allow(clippy::all, missing_docs, dead_code, unused_imports, irrefutable_let_patterns)]
 pub mod types {
     ///`ContainerCreateInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerCreateInput {
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -31,7 +38,17 @@ pub mod types {
         pub working_dir: ::std::option::Option<::std::string::String>,
     }
     ///`ContainerCreateInputImage`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct ContainerCreateInputImage(::std::string::String);
     impl ::std::ops::Deref for ContainerCreateInputImage {
@@ -75,20 +92,30 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ContainerCreateInputImage {
+    impl<'de> ::alknet::serde::Deserialize<'de> for ContainerCreateInputImage {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`ContainerCreateInputName`
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct ContainerCreateInputName(::std::string::String);
     impl ::std::ops::Deref for ContainerCreateInputName {
@@ -129,27 +156,41 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ContainerCreateInputName {
+    impl<'de> ::alknet::serde::Deserialize<'de> for ContainerCreateInputName {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`ContainerCreated`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerCreated {
         pub id: ::std::string::String,
         pub warnings: ::std::vec::Vec<::std::string::String>,
     }
     ///`ContainerDetails`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerDetails {
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
@@ -166,7 +207,14 @@ pub mod types {
         pub tty: bool,
     }
     ///`ContainerExecInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerExecInput {
         pub cmd: ::std::vec::Vec<::std::string::String>,
@@ -185,7 +233,17 @@ pub mod types {
         pub working_dir: ::std::option::Option<::std::string::String>,
     }
     ///A container id (or unique prefix) or name.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct ContainerId(::std::string::String);
     impl ::std::ops::Deref for ContainerId {
@@ -229,26 +287,40 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ContainerId {
+    impl<'de> ::alknet::serde::Deserialize<'de> for ContainerId {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`ContainerList`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerList {
         pub containers: ::std::vec::Vec<ContainerSummary>,
     }
     ///`ContainerListInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerListInput {
         ///Include stopped containers.
@@ -267,7 +339,14 @@ pub mod types {
         }
     }
     ///`ContainerLogsInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerLogsInput {
         ///Keep streaming new lines until the container exits (or the caller aborts). Without it the subscription sends the lines so far and completes.
@@ -283,13 +362,27 @@ pub mod types {
         pub tail: ::std::option::Option<u64>,
     }
     ///`ContainerRef`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerRef {
         pub id: ContainerId,
     }
     ///`ContainerRemoveInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerRemoveInput {
         ///Kill the container first if it runs.
@@ -298,14 +391,28 @@ pub mod types {
         pub id: ContainerId,
     }
     ///`ContainerRemoved`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerRemoved {
         pub id: ::std::string::String,
         pub removed: bool,
     }
     ///`ContainerState`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerState {
         ///The last exit code, once it exited.
@@ -320,7 +427,14 @@ pub mod types {
         pub status: ::std::string::String,
     }
     ///`ContainerStopInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerStopInput {
         pub id: ContainerId,
@@ -329,7 +443,14 @@ pub mod types {
         pub timeout_secs: i64,
     }
     ///`ContainerSummary`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ContainerSummary {
         pub id: ::std::string::String,
@@ -345,7 +466,14 @@ pub mod types {
         pub status: ::std::string::String,
     }
     ///Environment variables: by name (`{"FOO": "bar"}`), or as Docker writes them (`["FOO=bar"]`).
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(untagged)]
     pub enum Env {
         Object(
@@ -371,7 +499,14 @@ pub mod types {
         }
     }
     ///`ExecExit`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ExecExit {
         #[serde(rename = "exitCode")]
@@ -379,7 +514,14 @@ pub mod types {
         pub terminal: bool,
     }
     ///`ExecItem`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(untagged)]
     pub enum ExecItem {
         Output(ExecOutput),
@@ -396,14 +538,28 @@ pub mod types {
         }
     }
     ///`ExecOutput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ExecOutput {
         pub stream: OutputStream,
         pub text: ::std::string::String,
     }
     ///`ImageDetails`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ImageDetails {
         pub architecture: ::std::string::String,
@@ -415,24 +571,56 @@ pub mod types {
         pub tags: ::std::vec::Vec<::std::string::String>,
     }
     ///`ImageList`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ImageList {
         pub images: ::std::vec::Vec<ImageSummary>,
     }
     ///`ImageListInput`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Default,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ImageListInput {}
     ///`ImageRef`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ImageRef {
         ///`name[:tag]`, `registry/name[:tag]`, `name@digest`, or an image id.
         pub image: ImageRefImage,
     }
     ///`name[:tag]`, `registry/name[:tag]`, `name@digest`, or an image id.
-    #[derive(::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct ImageRefImage(::std::string::String);
     impl ::std::ops::Deref for ImageRefImage {
@@ -476,20 +664,27 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ImageRefImage {
+    impl<'de> ::alknet::serde::Deserialize<'de> for ImageRefImage {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
-            D: ::serde::Deserializer<'de>,
+            D: ::alknet::serde::Deserializer<'de>,
         {
             ::std::string::String::deserialize(deserializer)?
                 .parse()
                 .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                    <D::Error as ::alknet::serde::de::Error>::custom(e.to_string())
                 })
         }
     }
     ///`ImageSummary`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct ImageSummary {
         ///When the image was created, RFC 3339 (UTC), as `image/inspect` and `container/inspect` say it.
@@ -499,7 +694,14 @@ pub mod types {
         pub tags: ::std::vec::Vec<::std::string::String>,
     }
     ///`Labels`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(transparent)]
     pub struct Labels(
         pub ::std::collections::HashMap<::std::string::String, ::std::string::String>,
@@ -534,7 +736,14 @@ pub mod types {
         }
     }
     ///`LogLine`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct LogLine {
         pub stream: OutputStream,
@@ -546,8 +755,8 @@ pub mod types {
     }
     ///Where the text came from; `console` for a container with a TTY, whose streams are merged.
     #[derive(
-        ::serde::Deserialize,
-        ::serde::Serialize,
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
         Clone,
         Copy,
         Debug,
@@ -557,6 +766,7 @@ pub mod types {
         PartialEq,
         PartialOrd
     )]
+    #[serde(crate = "::alknet::serde")]
     pub enum OutputStream {
         #[serde(rename = "stdout")]
         Stdout,
@@ -604,7 +814,14 @@ pub mod types {
         }
     }
     ///`PullProgress`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq
+    )]
+    #[serde(crate = "::alknet::serde")]
     #[serde(deny_unknown_fields)]
     pub struct PullProgress {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -666,6 +883,7 @@ pub mod types {
 /// `docker/container/create`: Creates a container owned by the caller (labels `alknet.managed=true`, `alknet.owner=<caller id>`). Labels starting with `alknet.` are refused.
 ///
 /// The marker for typed calls: `conn.call::<ContainerCreateOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerCreateOp;
 impl ::alknet::Operation for ContainerCreateOp {
@@ -684,6 +902,7 @@ impl ::alknet::Operation for ContainerCreateOp {
 /// `docker/container/exec`: Runs a command in a running container and streams its output, then one item `{exitCode, terminal: true}`, then completes. Without a TTY: for a terminal, use an interactive session (ALPN `alknet/tty`, `alknet tty`).
 ///
 /// The marker for typed calls: `conn.call::<ContainerExecOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerExecOp;
 impl ::alknet::Operation for ContainerExecOp {
@@ -702,6 +921,7 @@ impl ::alknet::Operation for ContainerExecOp {
 /// `docker/container/inspect`: Describes one container: image, state, exit code, labels.
 ///
 /// The marker for typed calls: `conn.call::<ContainerInspectOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerInspectOp;
 impl ::alknet::Operation for ContainerInspectOp {
@@ -720,6 +940,7 @@ impl ::alknet::Operation for ContainerInspectOp {
 /// `docker/container/list`: Lists the containers the caller may see, running or not: its own; with a static `resources.container` grant, every container alknet created; with scope `docker-admin`, every container of the daemon.
 ///
 /// The marker for typed calls: `conn.call::<ContainerListOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerListOp;
 impl ::alknet::Operation for ContainerListOp {
@@ -738,6 +959,7 @@ impl ::alknet::Operation for ContainerListOp {
 /// `docker/container/logs`: Streams a container's output. With `follow` (the default) the stream goes on until the container exits, then completes.
 ///
 /// The marker for typed calls: `conn.call::<ContainerLogsOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerLogsOp;
 impl ::alknet::Operation for ContainerLogsOp {
@@ -756,6 +978,7 @@ impl ::alknet::Operation for ContainerLogsOp {
 /// `docker/container/remove`: Removes a container; `force` kills it first if it runs.
 ///
 /// The marker for typed calls: `conn.call::<ContainerRemoveOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerRemoveOp;
 impl ::alknet::Operation for ContainerRemoveOp {
@@ -774,6 +997,7 @@ impl ::alknet::Operation for ContainerRemoveOp {
 /// `docker/container/restart`: Restarts a container: stops it (SIGKILL after `timeoutSecs`) and starts it again.
 ///
 /// The marker for typed calls: `conn.call::<ContainerRestartOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerRestartOp;
 impl ::alknet::Operation for ContainerRestartOp {
@@ -792,6 +1016,7 @@ impl ::alknet::Operation for ContainerRestartOp {
 /// `docker/container/start`: Starts a container. Starting a running container is not an error.
 ///
 /// The marker for typed calls: `conn.call::<ContainerStartOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerStartOp;
 impl ::alknet::Operation for ContainerStartOp {
@@ -810,6 +1035,7 @@ impl ::alknet::Operation for ContainerStartOp {
 /// `docker/container/stop`: Stops a container: SIGTERM, then SIGKILL after `timeoutSecs`. Stopping a stopped container is not an error.
 ///
 /// The marker for typed calls: `conn.call::<ContainerStopOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContainerStopOp;
 impl ::alknet::Operation for ContainerStopOp {
@@ -828,6 +1054,7 @@ impl ::alknet::Operation for ContainerStopOp {
 /// `docker/image/inspect`: Describes one local image, by name or id.
 ///
 /// The marker for typed calls: `conn.call::<ImageInspectOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImageInspectOp;
 impl ::alknet::Operation for ImageInspectOp {
@@ -846,6 +1073,7 @@ impl ::alknet::Operation for ImageInspectOp {
 /// `docker/image/list`: Lists local images.
 ///
 /// The marker for typed calls: `conn.call::<ImageListOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImageListOp;
 impl ::alknet::Operation for ImageListOp {
@@ -864,6 +1092,7 @@ impl ::alknet::Operation for ImageListOp {
 /// `docker/image/pull`: Pulls an image from its registry, streaming the daemon's progress; completes when the image is local.
 ///
 /// The marker for typed calls: `conn.call::<ImagePullOp>(&input)`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ImagePullOp;
 impl ::alknet::Operation for ImagePullOp {
@@ -880,6 +1109,7 @@ impl ::alknet::Operation for ImagePullOp {
     }
 }
 /// The declared errors of `docker/container/create`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerCreateOp)]
 pub enum ContainerCreateError {
@@ -906,6 +1136,7 @@ pub enum ContainerCreateError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/exec`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerExecOp)]
 pub enum ContainerExecError {
@@ -932,6 +1163,7 @@ pub enum ContainerExecError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/inspect`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerInspectOp)]
 pub enum ContainerInspectError {
@@ -946,6 +1178,7 @@ pub enum ContainerInspectError {
     DockerError,
 }
 /// The declared errors of `docker/container/list`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerListOp)]
 pub enum ContainerListError {
@@ -957,6 +1190,7 @@ pub enum ContainerListError {
     DockerError,
 }
 /// The declared errors of `docker/container/logs`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerLogsOp)]
 pub enum ContainerLogsError {
@@ -971,6 +1205,7 @@ pub enum ContainerLogsError {
     DockerError,
 }
 /// The declared errors of `docker/container/remove`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerRemoveOp)]
 pub enum ContainerRemoveError {
@@ -997,6 +1232,7 @@ pub enum ContainerRemoveError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/restart`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerRestartOp)]
 pub enum ContainerRestartError {
@@ -1023,6 +1259,7 @@ pub enum ContainerRestartError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/start`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerStartOp)]
 pub enum ContainerStartError {
@@ -1049,6 +1286,7 @@ pub enum ContainerStartError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/container/stop`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ContainerStopOp)]
 pub enum ContainerStopError {
@@ -1075,6 +1313,7 @@ pub enum ContainerStopError {
     InvalidContainerRequest,
 }
 /// The declared errors of `docker/image/inspect`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ImageInspectOp)]
 pub enum ImageInspectError {
@@ -1089,6 +1328,7 @@ pub enum ImageInspectError {
     ImageNotFound(types::ImageRef),
 }
 /// The declared errors of `docker/image/list`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ImageListOp)]
 pub enum ImageListError {
@@ -1100,6 +1340,7 @@ pub enum ImageListError {
     DockerError,
 }
 /// The declared errors of `docker/image/pull`.
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, ::alknet::DomainError)]
 #[domain(declared_by = ImagePullOp)]
 pub enum ImagePullError {
@@ -1119,6 +1360,7 @@ pub enum ImagePullError {
 /// The `docker` service: implement one method per operation, then serve it with [`register`].
 ///
 /// Docker containers and images as operations (design §11). Every operation needs scope `docker`; container operations also check resource `container` with the operation's action: the caller owns the containers it created (label `alknet.owner`), holds a static `resources.container` grant, or holds scope `docker-admin` (every container, every action). A container the caller may not see is `CONTAINER_NOT_FOUND`, whether it exists or not. Interactive sessions (a TTY) use ALPN `alknet/tty`.
+#[allow(dead_code)]
 pub trait DockerService: ::std::marker::Send + ::std::marker::Sync + 'static {
     /// `docker/container/create`: Creates a container owned by the caller (labels `alknet.managed=true`, `alknet.owner=<caller id>`). Labels starting with `alknet.` are refused.
     fn container_create(
@@ -1254,6 +1496,7 @@ pub trait DockerService: ::std::marker::Send + ::std::marker::Sync + 'static {
     > + ::std::marker::Send;
 }
 /// Registers every operation of the service, served by `service`.
+#[allow(dead_code)]
 pub fn register<S: DockerService>(
     registry: &mut ::alknet::Registry,
     service: ::std::sync::Arc<S>,
@@ -1499,10 +1742,12 @@ pub fn register<S: DockerService>(
     ::std::result::Result::Ok(())
 }
 /// A typed client of the `docker` service over an alknet connection.
+#[allow(dead_code)]
 #[derive(Clone)]
 pub struct DockerClient {
     conn: ::alknet::Connection,
 }
+#[allow(dead_code)]
 impl DockerClient {
     /// A client calling over `conn`.
     pub fn new(conn: ::alknet::Connection) -> Self {

@@ -41,6 +41,7 @@ pub(super) struct Directory {
 
 /// How long a member may go without a refresh before it is taken for gone: its TTL and a
 /// margin (the server's own expiry normally comes first); never for a static record.
+#[cfg_attr(not(feature = "fleet-nats"), allow(dead_code))]
 fn expiry(record: &MemberRecord) -> Option<Duration> {
     (record.ttl_secs > 0).then(|| {
         let ttl = Duration::from_secs(record.ttl_secs);
@@ -112,6 +113,7 @@ impl Directory {
     }
 
     /// A member is gone.
+    #[cfg_attr(not(feature = "fleet-nats"), allow(dead_code))]
     pub(super) fn remove(&self, id: &str) {
         let removed = self
             .members
@@ -126,6 +128,7 @@ impl Directory {
 
     /// Removes members not refreshed within the expiry; keeps `keep` (resynchronised ids) when
     /// given, removing every other.
+    #[cfg_attr(not(feature = "fleet-nats"), allow(dead_code))]
     pub(super) fn sweep(&self, keep: Option<&std::collections::HashSet<String>>) {
         let now = Instant::now();
         let gone: Vec<String> = self
