@@ -238,6 +238,7 @@ impl<F: Fn(&str, String) -> CodegenError> ServiceParser<'_, F> {
                 "access",
                 "visibility",
                 "deprecated",
+                "resumable",
             ],
         )?;
         let name = format!("{service}/{key}");
@@ -356,6 +357,22 @@ impl<F: Fn(&str, String) -> CodegenError> ServiceParser<'_, F> {
                 return Err((self.fail)(
                     &format!("{pointer}/deprecated"),
                     "`deprecated` must be true or false".into(),
+                ));
+            }
+        }
+        match op.get("resumable") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) if kind == OpType::Subscription => spec = spec.resumable(),
+            Some(Value::Bool(true)) => {
+                return Err((self.fail)(
+                    &format!("{pointer}/resumable"),
+                    "only a subscription can be resumable".into(),
+                ));
+            }
+            Some(_) => {
+                return Err((self.fail)(
+                    &format!("{pointer}/resumable"),
+                    "`resumable` must be true or false".into(),
                 ));
             }
         }

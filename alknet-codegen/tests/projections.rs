@@ -97,6 +97,11 @@ fn bad_service_files_name_the_file_and_pointer() {
             "/operations/get/inptu",
             "unknown key `inptu`",
         ),
+        (
+            "resumable_query.json",
+            "/operations/get/resumable",
+            "only a subscription can be resumable",
+        ),
     ];
     for (file, pointer, problem) in cases {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

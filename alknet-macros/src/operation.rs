@@ -40,12 +40,13 @@ struct Options {
     resource: Option<Resource>,
     errors: Option<Type>,
     deprecated: bool,
+    resumable: Option<Span>,
     calls: Option<Vec<LitStr>>,
     authority: Option<Authority>,
 }
 
 const KNOWN: &str = "query, mutation, subscription, name, internal, scopes, scopes_any, \
-                     resource, errors, deprecated, calls, authority";
+                     resource, errors, deprecated, resumable, calls, authority";
 
 fn string_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<LitStr>> {
     let array: ExprArray = meta.value()?.parse()?;
@@ -100,6 +101,7 @@ impl Options {
                 }
                 "internal" => options.internal = true,
                 "deprecated" => options.deprecated = true,
+                "resumable" => options.resumable = Some(meta.path.span()),
                 "scopes" => options.scopes = string_list(&meta)?,
                 "scopes_any" => options.scopes_any = Some(string_list(&meta)?),
                 "errors" => options.errors = Some(meta.value()?.parse()?),
@@ -269,6 +271,14 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "missing the operation kind: write #[operation(query)], #[operation(mutation)] or #[operation(subscription)]",
         )
     })?;
+    if let Some(span) = options.resumable
+        && !matches!(kind, Kind::Subscription)
+    {
+        return Err(Error::new(
+            span,
+            "only a subscription can be resumable: its handler reads `ctx.resume_after()` and goes on from the next item",
+        ));
+    }
     if sig.asyncness.is_none() {
         return Err(Error::new(
             sig.fn_token.span,
@@ -404,6 +414,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     }
     if options.deprecated {
         spec_steps.push(quote!(spec = spec.deprecated();));
+    }
+    if options.resumable.is_some() {
+        spec_steps.push(quote!(spec = spec.resumable();));
     }
 
     let mut state_bindings = Vec::new();

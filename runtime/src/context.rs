@@ -31,6 +31,8 @@ pub(crate) struct RequestMeta {
     pub peer: Option<Arc<dyn Peer>>,
     /// Fires when the request is aborted (by its caller, a deadline, shutdown or its parent).
     pub cancel: CancellationToken,
+    /// For a resumable subscription: the last item the caller already has.
+    pub resume_after: Option<u64>,
 }
 
 impl RequestMeta {
@@ -42,6 +44,7 @@ impl RequestMeta {
             identity,
             peer: None,
             cancel,
+            resume_after: None,
         }
     }
 }
@@ -107,6 +110,15 @@ impl Context {
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// For a resumable subscription (`#[operation(subscription, resumable)]`): the last item the
+    /// caller already received, numbered from 1 in the order this subscription sends them. The
+    /// handler goes on with item `n + 1`, so the caller sees no gap and no duplicate. `None`
+    /// for a fresh subscription. Dispatch refuses a resume point for an operation that is not
+    /// resumable, so a handler only sees one when it declared it can resume.
+    pub fn resume_after(&self) -> Option<u64> {
+        self.meta.resume_after
     }
 
     /// Whether the request was aborted (by the caller, a timeout or shutdown).

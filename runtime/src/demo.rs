@@ -98,16 +98,31 @@ pub struct Tick {
     pub n: u64,
 }
 
-/// Emits `count` ticks `{n}` (n = 1..=count), `intervalMs` apart, then completes.
-#[operation(subscription, name = "demo/ticks")]
-pub async fn ticks(input: TicksInput) -> impl Stream<Item = Result<Tick, CallError>> {
+/// Emits `count` ticks `{n}` (n = 1..=count), `intervalMs` apart, then completes. Resumable:
+/// after a dropped connection it goes on with tick `n + 1` of the last one received.
+#[operation(subscription, name = "demo/ticks", resumable)]
+pub async fn ticks(ctx: Context, input: TicksInput) -> impl Stream<Item = Result<Tick, CallError>> {
     let interval = Duration::from_millis(input.interval_ms);
-    stream::iter(1..=input.count).then(move |n| async move {
-        if !interval.is_zero() && n > 1 {
-            tokio::time::sleep(interval).await;
-        }
-        Ok(Tick { n })
-    })
+    // Tick n is item n: resuming after item k starts at tick k + 1.
+    let after = ctx.resume_after().unwrap_or(0);
+    let past_the_end = (after > input.count).then(|| {
+        CallError::invalid_input(
+            format!(
+                "cannot resume after tick {after}: there are only {} ticks",
+                input.count
+            ),
+            "",
+        )
+    });
+    let first = after.saturating_add(1);
+    stream::iter(past_the_end.map(Err)).chain(stream::iter(first..=input.count).then(
+        move |n| async move {
+            if !interval.is_zero() && n > first {
+                tokio::time::sleep(interval).await;
+            }
+            Ok(Tick { n })
+        },
+    ))
 }
 
 /// How long to sleep.

@@ -25,6 +25,9 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// A token that replaces the connection's identity for this request.
     pub auth_token: Option<String>,
+    /// For a resumable subscription: continue after this item (the count of items already
+    /// received, when the first was 1). Sent as `call.requested`'s `resume_after`.
+    pub resume_after: Option<u64>,
 }
 
 impl CallOptions {

@@ -75,6 +75,11 @@ pub struct CallRequested {
     /// `false`: one item per frame, as every peer understands.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub item_batches: bool,
+    /// alknet extension: resume a resumable subscription after this item (items are numbered
+    /// from 1 in the order the stream sent them). Older peers ignore it; an operation that is
+    /// not resumable answers `INVALID_INPUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_after: Option<u64>,
 }
 
 /// A typed event.
@@ -772,6 +777,8 @@ pub(crate) struct RequestOut<'a, I: ?Sized> {
     pub stream: Option<bool>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub item_batches: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_after: Option<u64>,
 }
 
 /// Encodes a `call.requested` frame for request `id` without going through [`Message`]: the
@@ -1266,6 +1273,7 @@ mod tests {
                     timeout_ms: Some(5),
                     stream: Some(false),
                     item_batches: false,
+                    resume_after: None,
                 }),
             ),
             Message::new("2", Event::Responded(json!({"sum": 3}))),
@@ -1373,6 +1381,7 @@ mod tests {
                 timeout_ms: Some(5),
                 stream: Some(false),
                 item_batches: false,
+                resume_after: None,
             },
             DEFAULT_MAX_FRAME_LEN,
         )
@@ -1391,6 +1400,7 @@ mod tests {
                     timeout_ms: None,
                     stream: None,
                     item_batches: false,
+                    resume_after: None,
                 },
                 100
             )

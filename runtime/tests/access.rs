@@ -510,8 +510,8 @@ async fn tokens_replace_the_connection_identity_per_request() {
     let whoami = |conn: &Connection, token: Option<&str>| {
         let conn = conn.clone();
         let options = CallOptions {
-            timeout: None,
             auth_token: token.map(str::to_owned),
+            ..CallOptions::default()
         };
         async move {
             conn.call_json_with("demo/whoami", json!({}), options)
@@ -549,8 +549,8 @@ async fn tokens_replace_the_connection_identity_per_request() {
             "acl/all",
             json!({}),
             CallOptions {
-                timeout: None,
                 auth_token: Some(TOKEN_X.into()),
+                ..CallOptions::default()
             },
         )
         .await

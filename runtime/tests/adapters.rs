@@ -72,6 +72,22 @@ async fn imported_operations_forward_calls_subscriptions_and_errors_and_keep_the
         .collect()
         .await;
     assert_eq!(ticks.len(), 3);
+    // A resumed subscription resumes on the remote too.
+    let resumed: Vec<Value> = conn
+        .subscribe_json_with(
+            "c/demo/ticks",
+            json!({"count": 3, "intervalMs": 1}),
+            CallOptions {
+                resume_after: Some(1),
+                ..CallOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+        .map(|item| item.unwrap())
+        .collect()
+        .await;
+    assert_eq!(resumed, [json!({"n": 2}), json!({"n": 3})]);
     // Declared errors pass through with their code; bad input is refused here, as there.
     let failed = conn
         .call_json("c/demo/fail", json!({"reason": "on purpose"}))

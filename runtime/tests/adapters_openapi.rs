@@ -302,10 +302,7 @@ async fn a_fastapi_service_becomes_forwarding_operations() {
         .call_json_with(
             "items/slow",
             json!({"ms": 5000}),
-            CallOptions {
-                timeout: Some(Duration::from_millis(300)),
-                auth_token: None,
-            },
+            CallOptions::timeout(Duration::from_millis(300)),
         )
         .await
         .unwrap_err();
@@ -584,6 +581,22 @@ async fn alknets_own_openapi_document_round_trips() {
         .collect()
         .await;
     assert_eq!(through, straight);
+    // Resumable there, resumable here: the resume point goes on as `Last-Event-ID`.
+    let resumed: Vec<Value> = conn
+        .subscribe_json_with(
+            "self/demo/ticks",
+            json!({"count": 3, "intervalMs": 1}),
+            alknet::CallOptions {
+                resume_after: Some(2),
+                ..alknet::CallOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+        .map(|item| item.unwrap())
+        .collect()
+        .await;
+    assert_eq!(resumed, [json!({"n": 3})]);
     // A declared error comes back under its HTTP status, the call.error in details.
     let failed = conn
         .call_json("self/demo/fail", json!({"reason": "on purpose"}))

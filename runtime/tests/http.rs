@@ -367,20 +367,49 @@ async fn subscriptions_as_server_sent_events() {
         .await
         .unwrap();
     assert_eq!(sse_events(&response.text().await.unwrap()).len(), 3);
-    // An EventSource reconnecting after the end is told to stop (204); one asking to resume a
-    // subscription that cannot is refused, never replayed.
-    let reconnect = |last: &'static str| {
+    // An EventSource reconnecting after the end is told to stop (204); one whose connection
+    // dropped resumes a resumable subscription after the last id it saw (demo/ticks: tick n is
+    // item n), ids going on from there.
+    let reconnect = |op: &'static str, last: &'static str| {
         gw.http
             .get(format!(
-                "{}/subscribe?operation=demo/ticks&input=%7B%22count%22%3A2%7D",
+                "{}/subscribe?operation={op}&input=%7B%22count%22%3A4%7D",
                 gw.base
             ))
             .header("Last-Event-ID", last)
             .send()
     };
-    assert_eq!(reconnect("end").await.unwrap().status(), 204);
-    let refused = reconnect("1").await.unwrap();
-    assert_eq!(refused.status(), 400);
+    assert_eq!(reconnect("demo/ticks", "end").await.unwrap().status(), 204);
+    let resumed = reconnect("demo/ticks", "2").await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    assert_eq!(
+        sse_events(&resumed.text().await.unwrap()),
+        [
+            ("message".to_owned(), Some("3".to_owned()), json!({"n": 3})),
+            ("message".to_owned(), Some("4".to_owned()), json!({"n": 4})),
+            ("completed".to_owned(), Some("end".to_owned()), json!({})),
+        ]
+    );
+    // A resume point past the end is the handler's to refuse: an error event, nothing more.
+    let past = sse_events(
+        &reconnect("demo/ticks", "9")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(past.len(), 1, "{past:?}");
+    assert_eq!(
+        (past[0].0.as_str(), &past[0].2["code"]),
+        ("error", &json!("INVALID_INPUT"))
+    );
+    // A Last-Event-ID that is not a number is refused; so is resuming what cannot resume —
+    // never a replay.
+    let garbled = reconnect("demo/ticks", "three").await.unwrap();
+    assert_eq!(garbled.status(), 400);
+    let refused = reconnect("test/fail_stream", "1").await.unwrap();
+    assert_eq!(refused.status(), 422);
     let error: Value = refused.json().await.unwrap();
     assert!(
         error["message"].as_str().unwrap().contains("not resumable"),
@@ -471,6 +500,7 @@ fn requested(id: &str, op: &str, input: Value) -> Message {
             timeout_ms: None,
             stream: None,
             item_batches: false,
+            resume_after: None,
         }),
     )
 }

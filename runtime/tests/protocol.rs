@@ -1071,6 +1071,7 @@ fn subscribe_request(id: &str, op: &str, input: Value, item_batches: bool) -> Me
             timeout_ms: None,
             stream: Some(true),
             item_batches,
+            resume_after: None,
         }),
     )
 }
@@ -1472,4 +1473,84 @@ async fn a_dropped_server_stops_at_once() {
         !matches!(refused, Ok(Ok(_))),
         "a dropped server accepts no connections"
     );
+}
+
+/// A resumable subscription goes on after the caller's resume point (`resume_after` in
+/// `call.requested`); one that is not resumable refuses it; a raw peer's `resume_after` is read
+/// the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumable_subscriptions_go_on_after_the_resume_point() {
+    let node = TestNode::start();
+    let (_client, conn) = node.connect().await;
+    let resume = |after: u64| CallOptions {
+        resume_after: Some(after),
+        ..CallOptions::default()
+    };
+    let items = |conn: alknet::Connection, after: u64| async move {
+        let stream = conn
+            .subscribe_json_with("demo/ticks", json!({"count": 5}), resume(after))
+            .await?;
+        Ok::<_, CallError>(
+            stream
+                .map(|item| item.map(|tick| tick["n"].as_u64().unwrap()))
+                .collect::<Vec<_>>()
+                .await,
+        )
+    };
+    let after_two: Vec<u64> = items(conn.clone(), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(after_two, [3, 4, 5], "no gap, no duplicate");
+    assert!(
+        items(conn.clone(), 5).await.unwrap().is_empty(),
+        "after the last: done"
+    );
+    let past = items(conn.clone(), 9).await.unwrap();
+    assert_eq!(past.len(), 1);
+    assert_eq!(past[0].as_ref().unwrap_err().code, "INVALID_INPUT");
+
+    // The spec says so, for callers that read discovery.
+    let spec = conn
+        .call_json("services/schema", json!({"name": "demo/ticks"}))
+        .await
+        .unwrap();
+    assert_eq!(spec["resumable"], json!(true));
+
+    // Not resumable: refused before anything runs (the error may come as the answer to the
+    // subscribe, or as the stream's first and only item).
+    let refused = match conn
+        .subscribe_json_with("test/fail_stream", json!({}), resume(1))
+        .await
+    {
+        Err(error) => error,
+        Ok(mut items) => {
+            let first = items.next().await.expect("an answer");
+            assert!(items.next().await.is_none(), "nothing follows the refusal");
+            first.expect_err("refused")
+        }
+    };
+    assert_eq!(refused.code, "INVALID_INPUT");
+    assert!(refused.message.contains("not resumable"), "{refused:?}");
+
+    // A raw peer sends the field by hand.
+    let raw = node.raw_call().await;
+    let mut stream = RawStream::open(&raw).await;
+    let mut request = requested("7", "/demo/ticks", json!({"count": 3}));
+    if let Event::Requested(payload) = &mut request.event {
+        payload.resume_after = Some(1);
+    }
+    stream.send(&request).await;
+    let mut seen = Vec::new();
+    loop {
+        let message = stream.next().await;
+        match message.event {
+            Event::Responded(item) => seen.push(item["n"].as_u64().unwrap()),
+            Event::Completed => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, [2, 3]);
 }

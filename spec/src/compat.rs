@@ -381,6 +381,19 @@ fn diff_operation(old: &OperationSpec, new: &OperationSpec) -> Vec<Finding> {
         )),
         _ => {}
     }
+    match (old.resumable, new.resumable) {
+        (false, true) => findings.push(Finding::new(
+            rules::RESUMABLE_ADDED,
+            "/resumable",
+            "now resumable",
+        )),
+        (true, false) => findings.push(Finding::new(
+            rules::RESUMABLE_WITHDRAWN,
+            "/resumable",
+            "no longer resumable: a caller resuming after a dropped connection gets INVALID_INPUT",
+        )),
+        _ => {}
+    }
     if old.description != new.description {
         findings.push(Finding::new(
             rules::DESCRIPTION_CHANGED,

@@ -193,11 +193,22 @@ fn json_content(schema: Value) -> Value {
 /// A `text/event-stream` body, described one event at a time (as OpenAPI 3.2's `itemSchema`
 /// and SSE-aware tools read it): `{event, id, data}`, where `data` is JSON text whose
 /// `contentSchema` is the schema of one item (or of the `call.error` for `event: error`).
-fn sse_content(item: Value) -> Value {
+fn sse_content(item: Value, resumable: Option<bool>) -> Value {
+    let resume = match resumable {
+        Some(true) => {
+            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; one whose connection dropped sends the last numeric id it saw and the stream goes on after that item (this subscription is resumable)."
+        }
+        Some(false) => {
+            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; this subscription is not resumable, so a numeric `Last-Event-ID` is refused (422)."
+        }
+        None => {
+            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; a numeric `Last-Event-ID` resumes after that item when the operation is resumable (`x-alknet-resumable`) and is refused (422) otherwise."
+        }
+    };
     json!({"text/event-stream": {
         "schema": {
             "type": "object",
-            "description": "One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:`; the end is `event: completed` (data `{}`) after the last item, or `event: error` with a `call.error`, both with `id: end`. An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; these streams do not resume.",
+            "description": format!("One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:` (1 for the first item); the end is `event: completed` (data `{{}}`) after the last item, or `event: error` with a `call.error`, both with `id: end`. {resume}"),
             "required": ["data"],
             "properties": {
                 "event": {"type": "string", "enum": ["message", "completed", "error"]},
@@ -216,7 +227,7 @@ fn sse_content(item: Value) -> Value {
 fn responses(spec: &OperationSpec, output: Value, components: &mut Components) -> Value {
     let mut responses = Map::new();
     let ok = if spec.op_type == OpType::Subscription {
-        json!({"description": "The items, as Server-Sent Events.", "content": sse_content(output)})
+        json!({"description": "The items, as Server-Sent Events.", "content": sse_content(output, Some(spec.resumable))})
     } else {
         json!({"description": "The output.", "content": json_content(output)})
     };
@@ -376,6 +387,9 @@ fn operation_object(spec: &OperationSpec, components: &mut Components) -> Value 
     if spec.deprecated {
         operation["deprecated"] = json!(true);
     }
+    if spec.resumable {
+        operation["x-alknet-resumable"] = json!(true);
+    }
     operation
 }
 
@@ -451,7 +465,7 @@ fn gateway_paths() -> Value {
                 "summary": "Subscribe to any subscription by name.",
                 "tags": ["gateway"],
                 "requestBody": {"required": true, "content": json_content(call_body)},
-                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))}), &[])
+                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}), None)}), &[])
             },
             "get": {
                 "operationId": "gateway.subscribeGet",
@@ -461,7 +475,7 @@ fn gateway_paths() -> Value {
                     {"name": "operation", "in": "query", "required": true, "schema": {"type": "string"}},
                     {"name": "input", "in": "query", "required": false, "description": "The input, as JSON text.", "content": {"application/json": {"schema": {}}}}
                 ],
-                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}))}), &[])
+                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}), None)}), &[])
             }
         },
         "/search": {"get": {

@@ -145,6 +145,11 @@ pub struct OperationSpec {
     /// Whether callers should stop using the operation.
     #[serde(default)]
     pub deprecated: bool,
+    /// A subscription that can continue after a point its caller names (the last item it
+    /// received, numbered from 1): the handler reads it from its context and goes on from the
+    /// next item, without gaps or duplicates. Subscriptions only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumable: bool,
 }
 
 fn any_schema() -> Value {
@@ -193,6 +198,12 @@ pub enum SpecError {
         /// The status.
         status: u16,
     },
+    /// Only a subscription can be resumable.
+    #[error("operation `{name}`: only a subscription can be resumable")]
+    NotResumable {
+        /// The operation.
+        name: String,
+    },
     /// `resource_id_path` is not a JSON Pointer, or resource fields are incomplete.
     #[error("operation `{name}`: {problem}")]
     BadResource {
@@ -219,6 +230,7 @@ impl OperationSpec {
             access_control: AccessControl::default(),
             resource_id_path: None,
             deprecated: false,
+            resumable: false,
         })
     }
 
@@ -267,6 +279,12 @@ impl OperationSpec {
     /// Marks the operation deprecated.
     pub fn deprecated(mut self) -> Self {
         self.deprecated = true;
+        self
+    }
+
+    /// Marks a subscription resumable (see [`OperationSpec::resumable`]).
+    pub fn resumable(mut self) -> Self {
+        self.resumable = true;
         self
     }
 
@@ -336,6 +354,9 @@ impl OperationSpec {
                     which: format!("the schema of error `{}`", error.code),
                 });
             }
+        }
+        if self.resumable && self.op_type != OpType::Subscription {
+            return Err(SpecError::NotResumable { name: name() });
         }
         let bad_resource = |problem: &str| SpecError::BadResource {
             name: name(),
@@ -521,5 +542,28 @@ mod tests {
             spec.validate(),
             Err(SpecError::BadHttpStatus { .. })
         ));
+
+        let spec = full().resumable();
+        assert!(matches!(
+            spec.validate(),
+            Err(SpecError::NotResumable { .. })
+        ));
+    }
+
+    #[test]
+    fn resumable_is_written_only_when_true() {
+        let stream = OperationSpec::new("feed/ticks", OpType::Subscription).unwrap();
+        assert!(
+            serde_json::to_value(&stream)
+                .unwrap()
+                .get("resumable")
+                .is_none()
+        );
+        let resumable = stream.resumable();
+        resumable.validate().unwrap();
+        let value = serde_json::to_value(&resumable).unwrap();
+        assert_eq!(value["resumable"], json!(true));
+        let back: OperationSpec = serde_json::from_value(value).unwrap();
+        assert!(back.resumable);
     }
 }

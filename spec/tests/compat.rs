@@ -833,3 +833,17 @@ fn every_rule_has_a_unique_id_and_is_documented() {
         );
     }
 }
+
+#[test]
+fn resumability_added_is_info_and_withdrawn_is_breaking() {
+    let stream = |resumable: bool| {
+        let spec = op("feed/ticks", OpType::Subscription);
+        bundle(vec![if resumable { spec.resumable() } else { spec }])
+    };
+    let added = compat::diff(&stream(false), &stream(true));
+    assert_eq!(added.rule_ids(), ["RESUMABLE_ADDED"]);
+    assert_eq!(added.changes[0].severity, Severity::Info);
+    let withdrawn = compat::diff(&stream(true), &stream(false));
+    assert_eq!(withdrawn.rule_ids(), ["RESUMABLE_WITHDRAWN"]);
+    assert_eq!(withdrawn.changes[0].severity, Severity::Breaking);
+}

@@ -224,6 +224,9 @@ fn forwarded(ctx: &crate::context::Context) -> CallOptions {
     CallOptions {
         timeout: ctx.remaining(),
         auth_token: None,
+        // A resumed subscription resumes there too (the remote spec, kept here, says whether
+        // it can).
+        resume_after: ctx.resume_after(),
     }
 }
 

@@ -124,6 +124,7 @@ impl ConnInner {
         );
         dispatch_request.meta.peer = self.as_peer();
         dispatch_request.timeout_ms = request.timeout_ms;
+        dispatch_request.meta.resume_after = request.resume_after;
         let dispatched: BoxFuture<'static, Outcome> = if wants_stream {
             let started = self.node.stream(dispatch_request);
             async move {

@@ -306,6 +306,7 @@ impl ConnInner {
             stream: Some(stream),
             // Every subscription of this client takes several items per frame.
             item_batches: stream,
+            resume_after: options.resume_after,
         };
         encode_request_frame(id, &request, self.config().max_frame_len)
     }

@@ -136,29 +136,45 @@ impl Gateway {
         headers: &HeaderMap,
     ) -> Response {
         // A browser's EventSource reconnects when a stream closes, sending the last event id it
-        // saw. After the end marker that is `end`: 204 tells it to stop. Any other id asks to
-        // resume, which these subscriptions cannot do: a clear refusal, never a replay.
+        // saw. After the end marker that is `end`: 204 tells it to stop. A number asks to resume
+        // after that item: a resumable subscription goes on from the next one; any other
+        // answers INVALID_INPUT (dispatch refuses it), never a replay.
+        let mut resume_after = None;
         if let Some(last) = headers.get("last-event-id") {
             if last.as_bytes() == END_ID.as_bytes() {
                 return StatusCode::NO_CONTENT.into_response();
             }
-            let error = CallError::invalid_input(
-                format!(
-                    "`{operation}` cannot resume after event {}: it is not resumable; subscribe again without Last-Event-ID",
-                    last.to_str().unwrap_or("(not text)")
-                ),
-                "",
-            );
-            return ErrorResponse {
-                error,
-                status: StatusCode::BAD_REQUEST,
+            match last
+                .to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+            {
+                Some(after) => resume_after = Some(after),
+                None => {
+                    let error = CallError::invalid_input(
+                        format!(
+                            "Last-Event-ID `{}` is neither an item number nor `end`",
+                            last.to_str().unwrap_or("(not text)")
+                        ),
+                        "",
+                    );
+                    return ErrorResponse {
+                        error,
+                        status: StatusCode::BAD_REQUEST,
+                    }
+                    .into_response();
+                }
             }
-            .into_response();
         }
         let cancel = CancellationToken::new();
-        let request = self.request(operation, input, caller, &cancel);
+        let mut request = self.request(operation, input, caller, &cancel);
+        request.meta.resume_after = resume_after;
         match self.node.stream(request).await {
-            Ok(items) => sse::response(items, cancel.drop_guard()),
+            Ok(items) => sse::response(
+                items,
+                cancel.drop_guard(),
+                resume_after.map_or(1, |after| after.saturating_add(1)),
+            ),
             Err(error) => self.error(error, Some(operation), caller),
         }
     }

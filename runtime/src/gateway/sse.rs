@@ -3,7 +3,8 @@
 //! Items become `data:` events with increasing `id:`s. The end is an event too, so a browser can
 //! tell it from a dropped connection: `event: completed` after the last item, or `event: error`
 //! with the `call.error`; both carry `id: end`, and an `EventSource` that reconnects after them
-//! is answered 204 and stops (see `routes`).
+//! is answered 204 and stops (see `routes`). An `EventSource` whose connection dropped sends the
+//! last numeric id it saw: a resumable subscription goes on after it, numbering on from there.
 //!
 //! Written here rather than with axum's `Sse` so that items that are ready together go out as
 //! one body chunk (up to [`BATCH_BYTES`]): one write and one wake-up of the client per batch
@@ -35,12 +36,13 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Quiet time after which a comment line is sent.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The response for a running subscription. Dropping it (the client went away) cancels the
-/// subscription through `guard`.
-pub(super) fn response(items: GuardedStream, guard: DropGuard) -> Response {
+/// The response for a running subscription, its first item numbered `first_id` (1, or one past
+/// the resume point). Dropping it (the client went away) cancels the subscription through
+/// `guard`.
+pub(super) fn response(items: GuardedStream, guard: DropGuard, first_id: u64) -> Response {
     let events = SseEvents {
         items,
-        next_id: 1,
+        next_id: first_id,
         ended: false,
         keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
         _guard: guard,

@@ -110,6 +110,17 @@ async fn prepare(
             )
         }));
     }
+    if let Some(after) = request.meta.resume_after
+        && !spec.resumable
+    {
+        return Err(CallError::invalid_input(
+            format!(
+                "`{}` cannot resume after item {after}: it is not resumable; subscribe again from the start",
+                spec.name
+            ),
+            "",
+        ));
+    }
     let requested = request.timeout_ms.map(Duration::from_millis);
     let timeout = if is_stream {
         requested

@@ -254,7 +254,7 @@ impl Env {
             peer,
             CallOptions {
                 timeout,
-                auth_token: None,
+                ..CallOptions::default()
             },
         ))
     }

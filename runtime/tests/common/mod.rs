@@ -356,6 +356,7 @@ pub fn requested(id: &str, op: &str, input: Value) -> Message {
             timeout_ms: None,
             stream: None,
             item_batches: false,
+            resume_after: None,
         }),
     )
 }

@@ -51,6 +51,8 @@ rules! {
     OPERATION_MADE_EXTERNAL = Info, "An internal operation became external.";
     OPERATION_DEPRECATED = Info, "The operation was marked deprecated.";
     DEPRECATION_WITHDRAWN = Info, "The operation is no longer deprecated.";
+    RESUMABLE_ADDED = Info, "The subscription became resumable.";
+    RESUMABLE_WITHDRAWN = Breaking, "The subscription is no longer resumable: callers that resume get INVALID_INPUT.";
     DESCRIPTION_CHANGED = Info, "The description changed.";
     INTERNAL_OPERATION_CHANGED = Info, "An internal operation changed: only compositions of the same node reach it.";
     INTERNAL_OPERATION_REMOVED = Info, "An internal operation was removed.";

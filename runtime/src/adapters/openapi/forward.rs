@@ -301,9 +301,20 @@ impl Service {
         }
     }
 
-    /// A subscription: the answer's events, once its head has come.
-    async fn subscribe(&self, route: &Route, input: Value) -> Result<Incoming, CallError> {
-        let request = self.request(route, &input)?;
+    /// A subscription: the answer's events, once its head has come. A resumed subscription
+    /// asks the service to go on after `resume_after` (`Last-Event-ID`).
+    async fn subscribe(
+        &self,
+        route: &Route,
+        input: Value,
+        resume_after: Option<u64>,
+    ) -> Result<Incoming, CallError> {
+        let mut request = self.request(route, &input)?;
+        if let Some(after) = resume_after {
+            request
+                .headers_mut()
+                .insert("last-event-id", HeaderValue::from(after));
+        }
         let response = self
             .client
             .send(request)
@@ -354,7 +365,8 @@ pub(super) fn handler(
             let op = Arc::clone(&op);
             async move {
                 let head = ctx.remaining().unwrap_or(DEFAULT_TIMEOUT);
-                let body = tokio::time::timeout(head, op.service.subscribe(&op.route, input))
+                let subscribed = op.service.subscribe(&op.route, input, ctx.resume_after());
+                let body = tokio::time::timeout(head, subscribed)
                     .await
                     .map_err(|_| CallError::timeout(format!("no answer within {head:?}")))??;
                 Ok(events(body, op))

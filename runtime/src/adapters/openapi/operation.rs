@@ -500,6 +500,12 @@ fn map_operation(
         }
         spec = spec.with_error(error);
     }
+    // An alknet stream that resumes after `Last-Event-ID` (its own documents say so).
+    if op_type == OpType::Subscription
+        && operation.get("x-alknet-resumable") == Some(&Value::Bool(true))
+    {
+        spec = spec.resumable();
+    }
     if op_type == OpType::Subscription {
         spec = spec.with_error(ErrorSpec::new(
             STREAM_ERROR,
