@@ -28,6 +28,10 @@ use super::record::MemberRecord;
 /// The bucket a fleet lives in unless configured.
 pub const DEFAULT_BUCKET: &str = "alknet-fleet";
 
+/// The largest record the bucket takes, and the most it holds in all.
+const MAX_RECORD: i32 = 64 * 1024;
+const MAX_BUCKET: i64 = 64 * 1024 * 1024;
+
 /// How often a client reads the whole bucket again besides watching it.
 const RESYNC: Duration = Duration::from_secs(3);
 
@@ -141,6 +145,10 @@ async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store, String
         description: "alknet fleet members (one record per node id)".to_owned(),
         history: 1,
         limit_markers: Some(MARKER_TTL),
+        // A record is a few hundred bytes: bounds for what a misbehaving writer can store, and
+        // so for what every client reads.
+        max_value_size: MAX_RECORD,
+        max_bytes: MAX_BUCKET,
         ..Default::default()
     };
     match js.create_key_value(config).await {
