@@ -7,6 +7,9 @@
 //! - `pattern` and `format` are dropped: they constrain values, which the runtime validates
 //!   against the real schema, and typify would need extra crates (regress, chrono, uuid) in
 //!   every generated crate for them;
+//! - `patternProperties` join `additionalProperties` (their value schemas under `anyOf`): the
+//!   map's keys are `String`s in Rust, as typify would otherwise key them with `regress`
+//!   regexes; the key patterns are checked at run time against the real schema;
 //! - keywords draft-07 cannot express are refused with their JSON pointer.
 
 use alknet_spec::keywords::escape;
@@ -136,6 +139,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                     }
                 }
             }
+            fold_pattern_properties(&mut out);
             Ok(Value::Object(out))
         }
         _ => Err(Unsupported {
@@ -143,6 +147,34 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
             message: "a schema is a JSON object or a boolean".into(),
         }),
     }
+}
+
+/// Moves `patternProperties` into `additionalProperties`: the values any key may hold, whatever
+/// the key (see the module notes).
+fn fold_pattern_properties(out: &mut Map<String, Value>) {
+    let Some(Value::Object(patterns)) = out.remove("patternProperties") else {
+        return;
+    };
+    if patterns.is_empty() {
+        return;
+    }
+    let mut values: Vec<Value> = patterns.into_iter().map(|(_, schema)| schema).collect();
+    match out.remove("additionalProperties") {
+        // Other keys take anything: so does the map.
+        None | Some(Value::Bool(true)) => {
+            out.insert("additionalProperties".into(), Value::Bool(true));
+            return;
+        }
+        Some(Value::Bool(false)) => {}
+        Some(other) => values.push(other),
+    }
+    values.dedup();
+    let joined = if values.len() == 1 {
+        values.remove(0)
+    } else {
+        serde_json::json!({"anyOf": values})
+    };
+    out.insert("additionalProperties".into(), joined);
 }
 
 /// Parses a converted schema into schemars 0.8's model.
@@ -161,6 +193,37 @@ pub fn to_schemars(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pattern_properties_become_string_keyed_maps() {
+        let open = to_draft07(
+            &json!({"type": "object", "patternProperties": {"^x-": {"type": "integer"}}}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            open,
+            json!({"type": "object", "additionalProperties": true})
+        );
+        let closed = to_draft07(
+            &json!({"type": "object", "patternProperties": {"^a": {"type": "integer"}, "^b": {"type": "string"}}, "additionalProperties": false}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            closed,
+            json!({"type": "object", "additionalProperties": {"anyOf": [{"type": "integer"}, {"type": "string"}]}})
+        );
+        let with_rest = to_draft07(
+            &json!({"patternProperties": {"^a": {"type": "integer"}}, "additionalProperties": {"type": "boolean"}}),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            with_rest["additionalProperties"],
+            json!({"anyOf": [{"type": "integer"}, {"type": "boolean"}]})
+        );
+    }
 
     #[test]
     fn converts_2020_12_to_draft_07() {

@@ -335,3 +335,47 @@ fn skipped(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{message}");
 }
+
+/// `patternProperties` (package.json's `scripts`-like maps, tox's sections) generate
+/// String-keyed maps: the generated code never needs `regress`, and it parses.
+#[test]
+fn pattern_properties_need_no_extra_crate() {
+    let dir = std::env::temp_dir().join(format!("alknet-codegen-pp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("maps.json");
+    std::fs::write(
+        &path,
+        r#"{
+          "service": "maps",
+          "operations": {
+            "put": {
+              "kind": "mutation",
+              "input": {
+                "type": "object",
+                "properties": {
+                  "scripts": {
+                    "type": "object",
+                    "patternProperties": {"^[a-z][a-z0-9:-]*$": {"type": "string"}},
+                    "additionalProperties": false
+                  }
+                }
+              },
+              "output": {"type": "object", "patternProperties": {"^x-": {"type": "integer"}}}
+            }
+          }
+        }"#,
+    )
+    .unwrap();
+    let service = load(&path).unwrap();
+    let source = alknet_codegen::rust_source(&service, &path).unwrap();
+    assert!(!source.contains("regress"), "{source}");
+    syn::parse_file(&source).expect("the generated code parses");
+    let compact: String = source.split_whitespace().collect();
+    assert!(
+        compact.contains(
+            "pubscripts:::std::collections::HashMap<::std::string::String,::std::string::String,>"
+        ),
+        "scripts is a String-keyed map: {source}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
