@@ -754,6 +754,32 @@ async fn a_static_fleet_file_needs_no_server() {
         [json!({"node": "s1", "output": {"sum": 4}})]
     );
 
+    // `alknet fleet subscribe`: items tagged by node; the node without the operation fails,
+    // so the exit status is 1 unless partial results are allowed.
+    let file = path.to_str().unwrap().to_owned();
+    let (strict, partial) = tokio::task::spawn_blocking(move || {
+        let args = ["subscribe", "demo/ticks", r#"{"count": 2}"#];
+        let strict = fleet_cli(&file, &args);
+        let partial = fleet_cli(&file, &[&args[..], &["--allow-partial"]].concat());
+        (strict, partial)
+    })
+    .await
+    .unwrap();
+    assert_eq!(strict.status.code(), Some(1), "{strict:?}");
+    assert_eq!(partial.status.code(), Some(0), "{partial:?}");
+    let printed = lines(&partial.stdout);
+    let items: Vec<&Value> = printed.iter().filter(|l| l["node"] == "s1").collect();
+    assert_eq!(
+        items,
+        [
+            &json!({"node": "s1", "item": {"n": 1}}),
+            &json!({"node": "s1", "item": {"n": 2}})
+        ]
+    );
+    let failed: Vec<&Value> = printed.iter().filter(|l| l["node"] == "s2").collect();
+    assert_eq!(failed.len(), 1, "{printed:?}");
+    assert_eq!(failed[0]["error"]["code"], "NOT_FOUND");
+
     // A pinned fingerprint that does not match: the member is unreachable, not trusted.
     std::fs::write(
         &path,
