@@ -477,8 +477,7 @@ impl Registry {
     /// or for discovery's `services`.
     pub fn live(&mut self, namespace: &str) -> Result<LiveOperations, RegistryError> {
         let taken = namespace == "services"
-            || namespace.contains('/')
-            || alknet_spec::validate_name(&format!("{namespace}/x")).is_err()
+            || !is_name_segment(namespace)
             || self
                 .operations
                 .keys()
@@ -606,6 +605,12 @@ impl Registry {
             .and_then(|op| op.composition().cloned())
             .is_some_and(|c| c.operations.iter().any(|listed| self.get(listed).is_none()))
     }
+}
+
+/// Whether `text` can be one segment of an operation name (`A-Za-z0-9_-`, not empty): what
+/// import names, node ids and live namespaces become part of.
+pub(crate) fn is_name_segment(text: &str) -> bool {
+    !text.contains('/') && alknet_spec::validate_name(&format!("{text}/x")).is_ok()
 }
 
 /// Checks an operation (spec rules, handler kind, input schema) and compiles its validator.

@@ -78,13 +78,7 @@ impl Registry {
         let remote = RemoteOperations::read(&import).await?;
         let mut names = Vec::new();
         for (spec, handler) in remote.forwarding(&import.name, import.external)? {
-            let name = spec.name.clone();
-            self.register_handler(spec, handler)
-                .map_err(|source| ImportError::Registry {
-                    name: import.name.clone(),
-                    source,
-                })?;
-            names.push(name);
+            names.push(self.register_imported(&import.name, spec, handler)?);
         }
         info!(import = %import.name, remote = %import.addr, operations = names.len(), "imported");
         Ok(names)

@@ -98,14 +98,8 @@ impl Registry {
                 warn!(import = %import.name, tool = %tool.name, "tool skipped: its name cannot be an operation name");
                 continue;
             };
-            let name = spec.name.clone();
             let handler = tool_handler(&server, &tool);
-            self.register_handler(spec, handler)
-                .map_err(|source| ImportError::Registry {
-                    name: import.name.clone(),
-                    source,
-                })?;
-            names.push(name);
+            names.push(self.register_imported(&import.name, spec, handler)?);
         }
         info!(import = %import.name, url = %import.url, tools = names.len(), "MCP tools imported");
         Ok(names)

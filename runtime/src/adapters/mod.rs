@@ -31,10 +31,29 @@ use crate::registry::RegistryError;
 
 /// Checks that an import's name is one name segment.
 fn check_import_name(name: &str) -> Result<(), ImportError> {
-    if name.contains('/') || alknet_spec::validate_name(&format!("{name}/x")).is_err() {
+    if !crate::registry::is_name_segment(name) {
         return Err(ImportError::BadName(name.to_owned()));
     }
     Ok(())
+}
+
+impl crate::Registry {
+    /// Registers one forwarding operation of the import `import`, naming the import when it is
+    /// refused (a name clash, a bad schema); answers the operation's name.
+    fn register_imported(
+        &mut self,
+        import: &str,
+        spec: OperationSpec,
+        handler: crate::Handler,
+    ) -> Result<String, ImportError> {
+        let name = spec.name.clone();
+        self.register_handler(spec, handler)
+            .map_err(|source| ImportError::Registry {
+                name: import.to_owned(),
+                source,
+            })?;
+        Ok(name)
+    }
 }
 
 /// The local name of a remote operation, tool or `operationId` `id` under the import `import`:

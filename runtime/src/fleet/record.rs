@@ -81,8 +81,7 @@ impl MemberRecord {
 /// Checks that a node id is one name segment (it becomes part of operation names:
 /// `fleet/<id>/<op>`).
 pub fn check_node_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.contains('/') || alknet_spec::validate_name(&format!("{id}/x")).is_err()
-    {
+    if !crate::registry::is_name_segment(id) {
         return Err(format!(
             "node id `{id}`: must be one name segment (letters, digits, `_`, `-`)"
         ));

@@ -134,19 +134,13 @@ impl Registry {
         }
         let mut operations = Vec::new();
         for one in mapped {
-            let name = one.spec.name.clone();
             let handler = forward::handler(&service, &one.spec, one.route).map_err(|reason| {
                 ImportError::Discovery {
                     name: import.name.clone(),
                     reason,
                 }
             })?;
-            self.register_handler(one.spec, handler)
-                .map_err(|source| ImportError::Registry {
-                    name: import.name.clone(),
-                    source,
-                })?;
-            operations.push(name);
+            operations.push(self.register_imported(&import.name, one.spec, handler)?);
         }
         info!(
             import = %import.name,
