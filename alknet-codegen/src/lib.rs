@@ -100,16 +100,33 @@ pub fn load_bundle(path: impl AsRef<Path>) -> Result<SpecBundle, CodegenError> {
     Ok(load(path)?.bundle)
 }
 
-/// The OpenAPI 3.1 document of a loaded service.
-pub fn openapi(service: &Service) -> Value {
-    alknet_spec::openapi::openapi_document(
-        &service.bundle,
-        &OpenApiInfo {
-            title: service.name.clone(),
-            version: service.version.clone(),
-            description: service.description.clone(),
-        },
-    )
+/// Which OpenAPI document [`openapi`] writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpenApiVersion {
+    /// OpenAPI 3.1: the full 2020-12 schemas.
+    #[default]
+    V3_1,
+    /// OpenAPI 3.0.3, for tools that read only 3.0 (`alknet_spec::openapi::v3_0` says what
+    /// changes).
+    V3_0,
+    /// OpenAPI 3.2: event streams described per event (`itemSchema`), as validators read them
+    /// (`alknet_spec::openapi::v3_2`).
+    V3_2,
+}
+
+/// The OpenAPI document of a loaded service, listing `servers` (may be empty).
+pub fn openapi(service: &Service, version: OpenApiVersion, servers: &[String]) -> Value {
+    let info = OpenApiInfo {
+        title: service.name.clone(),
+        version: service.version.clone(),
+        description: service.description.clone(),
+        servers: servers.to_vec(),
+    };
+    match version {
+        OpenApiVersion::V3_1 => alknet_spec::openapi::openapi_document(&service.bundle, &info),
+        OpenApiVersion::V3_0 => alknet_spec::openapi::openapi_3_0_document(&service.bundle, &info),
+        OpenApiVersion::V3_2 => alknet_spec::openapi::openapi_3_2_document(&service.bundle, &info),
+    }
 }
 
 /// The MCP tools (`{"tools": [...]}`) of a loaded service.

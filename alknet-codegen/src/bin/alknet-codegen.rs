@@ -68,10 +68,18 @@ enum Command {
         #[command(flatten)]
         out: Output,
     },
-    /// Print (or write) the OpenAPI 3.1 document.
+    /// Print (or write) the OpenAPI document (3.1, or the 3.0.3 or 3.2 variant).
     Openapi {
         /// A service file or spec bundle.
         file: PathBuf,
+        /// `3.1` (the full schemas; event streams typed by their items, for generators), `3.0`
+        /// (for tools that read only 3.0, e.g. progenitor) or `3.2` (event streams described per
+        /// event, for validators such as schemathesis).
+        #[arg(long = "openapi-version", value_name = "VERSION", default_value = "3.1", value_parser = ["3.1", "3.0", "3.2"])]
+        openapi_version: String,
+        /// A URL the service is reached at, listed in `servers` (repeatable).
+        #[arg(long = "server", value_name = "URL")]
+        servers: Vec<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -196,10 +204,22 @@ fn run(command: Command) -> Result<Outcome, CodegenError> {
             emit(&alknet_codegen::rust_source(&service, &file)?, &out)?;
             Ok(Outcome::Done)
         }
-        Command::Openapi { file, out } => {
+        Command::Openapi {
+            file,
+            openapi_version,
+            servers,
+            out,
+        } => {
             let service = load(&file)?;
+            let version = match openapi_version.as_str() {
+                "3.0" => alknet_codegen::OpenApiVersion::V3_0,
+                "3.2" => alknet_codegen::OpenApiVersion::V3_2,
+                _ => alknet_codegen::OpenApiVersion::V3_1,
+            };
             emit(
-                &alknet_codegen::to_pretty_json(&alknet_codegen::openapi(&service)),
+                &alknet_codegen::to_pretty_json(&alknet_codegen::openapi(
+                    &service, version, &servers,
+                )),
                 &out,
             )?;
             Ok(Outcome::Done)

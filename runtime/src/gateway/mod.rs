@@ -8,7 +8,7 @@
 //! | `POST /subscribe`, `GET /subscribe?operation=…&input=…` | Server-Sent Events |
 //! | `POST /ops/{name}` | typed route: body = input; SSE for subscriptions |
 //! | `GET /search?q=`, `GET /schema?name=` | discovery |
-//! | `GET /openapi.json` | the OpenAPI 3.1 projection of the registry |
+//! | `GET /openapi.json`, `/openapi-3.0.json`, `/openapi-3.2.json` | the OpenAPI 3.1 projection of the registry; its 3.0.3 and 3.2 variants |
 //! | `GET /alknet/call` | WebSocket: the call protocol, one binary message per envelope |
 //! | `POST /mcp` | MCP, streamable HTTP (feature `mcp`) |
 //! | `GET /healthz` | `ok` |
@@ -114,31 +114,67 @@ impl Server {
     }
 }
 
-/// `/openapi.json`: built from the registry, and again when its live operations change.
+/// Which OpenAPI document a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenApiVersion {
+    /// `/openapi.json`: OpenAPI 3.1, the full schemas.
+    V3_1,
+    /// `/openapi-3.0.json`: the 3.0.3 variant for tools that read only 3.0.
+    V3_0,
+    /// `/openapi-3.2.json`: the 3.2 variant, event streams described per event.
+    V3_2,
+}
+
+/// `/openapi.json`, `/openapi-3.0.json` and `/openapi-3.2.json`: built from the registry, and
+/// again when its live operations change.
 pub(crate) struct OpenApiDocument {
     info: OpenApiInfo,
-    server_url: String,
-    /// The document and the registry generation it was built for.
-    current: std::sync::Mutex<Option<(u64, Arc<serde_json::Value>)>>,
+    /// The documents and the registry generation they were built for; the variants are made
+    /// when first asked for.
+    current: std::sync::Mutex<Option<BuiltDocuments>>,
+}
+
+struct BuiltDocuments {
+    generation: u64,
+    v3_1: Arc<serde_json::Value>,
+    v3_0: Option<Arc<serde_json::Value>>,
+    v3_2: Option<Arc<serde_json::Value>>,
 }
 
 impl OpenApiDocument {
     /// The document for the registry as it is now.
-    pub(crate) fn current(&self, registry: &crate::Registry) -> Arc<serde_json::Value> {
+    pub(crate) fn current(
+        &self,
+        registry: &crate::Registry,
+        version: OpenApiVersion,
+    ) -> Arc<serde_json::Value> {
         let generation = registry.generation();
         let mut current = self.current.lock().expect("not poisoned");
-        if let Some((built_for, document)) = current.as_ref()
-            && *built_for == generation
-        {
-            return Arc::clone(document);
+        let built = match current.as_mut() {
+            Some(built) if built.generation == generation => built,
+            _ => {
+                // HTTP callers have no connection to be called back on: operations that need
+                // one are left out of the document.
+                let document = openapi_document(&registry.spec_bundle_without_peer(), &self.info);
+                current.insert(BuiltDocuments {
+                    generation,
+                    v3_1: Arc::new(document),
+                    v3_0: None,
+                    v3_2: None,
+                })
+            }
+        };
+        match version {
+            OpenApiVersion::V3_1 => Arc::clone(&built.v3_1),
+            OpenApiVersion::V3_0 => Arc::clone(built.v3_0.get_or_insert_with(|| {
+                Arc::new(alknet_spec::openapi::v3_0::downgrade(&built.v3_1))
+            })),
+            OpenApiVersion::V3_2 => {
+                Arc::clone(built.v3_2.get_or_insert_with(|| {
+                    Arc::new(alknet_spec::openapi::v3_2::upgrade(&built.v3_1))
+                }))
+            }
         }
-        // HTTP callers have no connection to be called back on: operations that need one are
-        // left out of the document.
-        let mut document = openapi_document(&registry.spec_bundle_without_peer(), &self.info);
-        document["servers"] = serde_json::json!([{ "url": self.server_url }]);
-        let document = Arc::new(document);
-        *current = Some((generation, Arc::clone(&document)));
-        document
     }
 }
 
@@ -148,10 +184,10 @@ fn router(node: Arc<Node>, options: &HttpOptions, server_url: &str) -> Router {
         title: "alknet node".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         description: "The operations of this node, over the alknet HTTP gateway.".into(),
+        servers: vec![server_url.to_owned()],
     };
     let openapi = Arc::new(OpenApiDocument {
         info,
-        server_url: server_url.to_owned(),
         current: std::sync::Mutex::new(None),
     });
     let origins = origin::Origins::new(&options.cors_origins);

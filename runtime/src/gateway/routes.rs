@@ -297,12 +297,32 @@ async fn subscribe_get(
     let Some(operation) = query.operation else {
         return missing_parameter("operation");
     };
+    // An operation that does not exist is 404 whatever the input says: `input` is published
+    // as a plain string (so generators pass it as it is), and a tool trying strings against an
+    // unknown name must meet the same answer as for the name alone.
+    let exists = gateway
+        .node
+        .registry
+        .get(&operation)
+        .is_some_and(|op| op.spec().visibility == Visibility::External);
     let input = match query.input.as_deref() {
         None | Some("") => json!({}),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(input) => input,
-            Err(e) => return invalid_json(format!("the `input` parameter: {e}")).into_response(),
-        },
+        Some(_) if !exists => json!({}),
+        Some(text) => {
+            match parse_json::<Value>(
+                &Bytes::copy_from_slice(text.as_bytes()),
+                gateway.node.config.max_request_values,
+            ) {
+                Ok(input) => input,
+                Err(mut response) => {
+                    response.error.message = response
+                        .error
+                        .message
+                        .replace("the body", "the `input` parameter");
+                    return response.into_response();
+                }
+            }
+        }
     };
     gateway
         .subscription(&operation, input, &caller, &headers)
@@ -371,14 +391,20 @@ async fn schema(
 }
 
 async fn openapi_route(State(gateway): State<Gateway>) -> Response {
-    Json(
-        gateway
-            .openapi
-            .current(&gateway.node.registry)
-            .as_ref()
-            .clone(),
-    )
-    .into_response()
+    openapi_answer(&gateway, super::OpenApiVersion::V3_1)
+}
+
+async fn openapi_3_0_route(State(gateway): State<Gateway>) -> Response {
+    openapi_answer(&gateway, super::OpenApiVersion::V3_0)
+}
+
+async fn openapi_3_2_route(State(gateway): State<Gateway>) -> Response {
+    openapi_answer(&gateway, super::OpenApiVersion::V3_2)
+}
+
+fn openapi_answer(gateway: &Gateway, version: super::OpenApiVersion) -> Response {
+    let document = gateway.openapi.current(&gateway.node.registry, version);
+    Json(document.as_ref()).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -477,6 +503,8 @@ pub(super) fn routes(gateway: Gateway) -> Router {
         .route("/search", get(search))
         .route("/schema", get(schema))
         .route("/openapi.json", get(openapi_route))
+        .route("/openapi-3.0.json", get(openapi_3_0_route))
+        .route("/openapi-3.2.json", get(openapi_3_2_route))
         .route("/alknet/call", get(websocket))
         .route("/healthz", get(healthz))
         .fallback(not_found)

@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 projection of a spec bundle (design §7).
+//! The OpenAPI 3.1 projection of a spec bundle (design §7), and its 3.0.3 ([`v3_0`]) and 3.2
+//! ([`v3_2`]) variants.
 //!
 //! One `POST /ops/{name}` path per external operation, with its real input, output and error
 //! schemas; security from `access_control`; subscriptions answer `text/event-stream`. The gateway
@@ -10,6 +11,9 @@
 //! `#/…` reference resolves against the document, so every `$defs` entry is hoisted into
 //! `components/schemas` and its references rewritten; two different schemas with the same name
 //! get distinct component names.
+
+pub mod v3_0;
+pub mod v3_2;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +32,9 @@ pub struct OpenApiInfo {
     pub version: String,
     /// `info.description`.
     pub description: String,
+    /// `servers`: the URLs the service is reached at (none: the document says nothing, and
+    /// tools assume the host they read it from).
+    pub servers: Vec<String>,
 }
 
 impl Default for OpenApiInfo {
@@ -36,6 +43,7 @@ impl Default for OpenApiInfo {
             title: "alknet node".into(),
             version: "1.0.0".into(),
             description: String::new(),
+            servers: Vec::new(),
         }
     }
 }
@@ -190,44 +198,35 @@ fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
-/// A `text/event-stream` body, described one event at a time (as OpenAPI 3.2's `itemSchema`
-/// and SSE-aware tools read it): `{event, id, data}`, where `data` is JSON text whose
-/// `contentSchema` is the schema of one item (or of the `call.error` for `event: error`).
-fn sse_content(item: Value, resumable: Option<bool>) -> Value {
+/// The success answer of a subscription: a `text/event-stream` body whose `schema` is the
+/// schema of one item — the `data:` of each event — which is how SSE-aware generators read it
+/// (hey-api types the items of its stream with it; openapi-typescript gives it as the content
+/// type). OpenAPI 3.1 has no keyword that says "per event" (3.2's `itemSchema` does, and no
+/// generator reads it yet), so the framing — ids, the `completed` and `error` events, resuming —
+/// is in the response's description.
+fn sse_response(item: Value, resumable: Option<bool>) -> Value {
     let resume = match resumable {
         Some(true) => {
-            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; one whose connection dropped sends the last numeric id it saw and the stream goes on after that item (this subscription is resumable)."
+            "A client whose connection dropped sends the last id it saw as `Last-Event-ID` and the stream goes on after that item (this subscription is resumable)."
         }
         Some(false) => {
-            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; this subscription is not resumable, so a numeric `Last-Event-ID` is refused (422)."
+            "This subscription is not resumable: a numeric `Last-Event-ID` is refused (422)."
         }
         None => {
-            "An EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops; a numeric `Last-Event-ID` resumes after that item when the operation is resumable (`x-alknet-resumable`) and is refused (422) otherwise."
+            "A numeric `Last-Event-ID` resumes after that item when the operation is resumable (`x-alknet-resumable`) and is refused (422) otherwise."
         }
     };
-    json!({"text/event-stream": {
-        "schema": {
-            "type": "object",
-            "description": format!("One Server-Sent Event. Items come as `data:` (JSON of one item) with an increasing `id:` (1 for the first item); the end is `event: completed` (data `{{}}`) after the last item, or `event: error` with a `call.error`, both with `id: end`. {resume}"),
-            "required": ["data"],
-            "properties": {
-                "event": {"type": "string", "enum": ["message", "completed", "error"]},
-                "id": {"type": "string"},
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": {"anyOf": [item, error_ref(), {"type": "object", "maxProperties": 0, "description": "The data of `event: completed`."}]}
-                }
-            }
-        }
-    }})
+    json!({
+        "description": format!("The items, as Server-Sent Events: the schema is the `data:` of one event (the JSON of one item), sent with an increasing `id:` (1 for the first item). After the last item comes `event: completed` (data `{{}}`), or `event: error` with a `CallError` as data, both with `id: end`; an EventSource reconnecting with `Last-Event-ID: end` gets 204 and stops. {resume}"),
+        "content": {"text/event-stream": {"schema": item}}
+    })
 }
 
 /// The responses of one operation: its output, its declared errors by status, protocol errors.
 fn responses(spec: &OperationSpec, output: Value, components: &mut Components) -> Value {
     let mut responses = Map::new();
     let ok = if spec.op_type == OpType::Subscription {
-        json!({"description": "The items, as Server-Sent Events.", "content": sse_content(output, Some(spec.resumable))})
+        sse_response(output, Some(spec.resumable))
     } else {
         json!({"description": "The output.", "content": json_content(output)})
     };
@@ -360,13 +359,24 @@ fn access_note(spec: &OperationSpec) -> String {
     }
 }
 
+/// The operation's description and access note; an operation without a description is
+/// described by its kind and name, so that every operation has one.
+fn operation_description(spec: &OperationSpec) -> String {
+    let own = if spec.description.trim().is_empty() {
+        format!("The `{}` {}.", spec.name, spec.op_type.as_str())
+    } else {
+        spec.description.clone()
+    };
+    format!("{own}{}", access_note(spec))
+}
+
 fn operation_object(spec: &OperationSpec, components: &mut Components) -> Value {
     let input = components.adopt(&spec.input_schema);
     let output = components.adopt(&spec.output_schema);
     let mut operation = json!({
         "operationId": operation_id(&spec.name),
         "summary": spec.description.lines().next().unwrap_or(&spec.name),
-        "description": format!("{}{}", spec.description, access_note(spec)),
+        "description": operation_description(spec),
         "tags": [spec.namespace],
         // An empty body is the empty object: the body is optional exactly when `{}` is valid.
         "requestBody": {
@@ -433,6 +443,7 @@ fn gateway_paths() -> Value {
         "/call": {"post": {
             "operationId": "gateway.call",
             "summary": "Call any query or mutation by name.",
+            "description": "The generic route: the same call as `POST /ops/{name}`, with the operation named in the body. Subscriptions are refused here (400, INVALID_OPERATION_TYPE): use `/subscribe`.",
             "tags": ["gateway"],
             "requestBody": {"required": true, "content": json_content(call_body.clone())},
             "responses": {
@@ -449,6 +460,7 @@ fn gateway_paths() -> Value {
         "/batch": {"post": {
             "operationId": "gateway.batch",
             "summary": "Several calls; answers in order.",
+            "description": "Up to 64 queries and mutations in one request, run concurrently; the answers come in request order, each `{\"output\"}` or `{\"error\"}`. One failing call does not fail the others.",
             "tags": ["gateway"],
             "requestBody": {"required": true, "content": json_content(json!({"type": "array", "items": call_body.clone()}))},
             "responses": with(json!({"description": "One answer per call, in order.", "content": json_content(json!({
@@ -463,24 +475,27 @@ fn gateway_paths() -> Value {
             "post": {
                 "operationId": "gateway.subscribe",
                 "summary": "Subscribe to any subscription by name.",
+            "description": "The generic subscription route, answered with Server-Sent Events (see `POST /ops/{name}` of each subscription for its item type).",
                 "tags": ["gateway"],
                 "requestBody": {"required": true, "content": json_content(call_body)},
-                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}), None)}), &[])
+                "responses": with(sse_response(json!({}), None), &[])
             },
             "get": {
                 "operationId": "gateway.subscribeGet",
                 "summary": "Subscribe with query parameters (for EventSource).",
+            "description": "For `EventSource`, which can only GET: the operation and its input (JSON text) in the query. Answered with Server-Sent Events.",
                 "tags": ["gateway"],
                 "parameters": [
                     {"name": "operation", "in": "query", "required": true, "schema": {"type": "string"}},
-                    {"name": "input", "in": "query", "required": false, "description": "The input, as JSON text.", "content": {"application/json": {"schema": {}}}}
+                    {"name": "input", "in": "query", "required": false, "description": "The input as JSON text, e.g. `{\"count\":3}` (left out: `{}`). A string, so that every generator passes it as it is; text that is not JSON is refused (400) once the operation is found.", "schema": {"type": "string"}}
                 ],
-                "responses": with(json!({"description": "The items, as Server-Sent Events.", "content": sse_content(json!({}), None)}), &[])
+                "responses": with(sse_response(json!({}), None), &[])
             }
         },
         "/search": {"get": {
             "operationId": "gateway.search",
             "summary": "List the operations you may call (services/list).",
+            "description": "The operations this caller may see, with their kinds and descriptions; `q` filters by name and description.",
             "tags": ["gateway"],
             "parameters": [{"name": "q", "in": "query", "required": false, "schema": {"type": "string"}}],
             "responses": with(json!({"description": "The operations.", "content": json_content(json!({
@@ -492,6 +507,7 @@ fn gateway_paths() -> Value {
         "/schema": {"get": {
             "operationId": "gateway.schema",
             "summary": "The OperationSpec of one operation (services/schema).",
+            "description": "The full OperationSpec (input, output and error schemas, access control) of one operation this caller may see.",
             "tags": ["gateway"],
             "parameters": [{"name": "name", "in": "query", "required": true, "schema": {"type": "string"}}],
             "responses": with(json!({"description": "The spec.", "content": json_content(json!({"type": "object"}))}), &[])
@@ -499,6 +515,7 @@ fn gateway_paths() -> Value {
         "/healthz": {"get": {
             "operationId": "gateway.health",
             "summary": "Liveness.",
+            "description": "Answers `ok` while the node serves.",
             "tags": ["gateway"],
             "responses": {"200": {"description": "`ok`", "content": {"text/plain": {"schema": {"type": "string"}}}}}
         }}
@@ -524,10 +541,23 @@ pub fn openapi_document(bundle: &SpecBundle, info: &OpenApiInfo) -> Value {
     if let Value::Object(gateway) = gateway_paths() {
         paths.extend(gateway);
     }
+    // Every tag an operation uses is declared, namespaces first.
+    let namespaces: std::collections::BTreeSet<&str> = bundle
+        .operations
+        .iter()
+        .filter(|spec| spec.visibility == Visibility::External)
+        .map(|spec| spec.namespace.as_str())
+        .collect();
+    let mut tags: Vec<Value> = namespaces
+        .into_iter()
+        .map(|namespace| json!({"name": namespace, "description": format!("The operations of the `{namespace}` namespace.")}))
+        .collect();
+    tags.push(json!({"name": "gateway", "description": "Routes that reach any operation by name, and discovery."}));
     let mut document = json!({
         "openapi": "3.1.0",
         "info": {"title": info.title, "version": info.version},
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "tags": tags,
         "paths": paths,
         "components": {
             "schemas": components.schemas,
@@ -541,7 +571,20 @@ pub fn openapi_document(bundle: &SpecBundle, info: &OpenApiInfo) -> Value {
     if !info.description.is_empty() {
         document["info"]["description"] = json!(info.description);
     }
+    if !info.servers.is_empty() {
+        document["servers"] = info.servers.iter().map(|url| json!({"url": url})).collect();
+    }
     document
+}
+
+/// The OpenAPI 3.0.3 variant of [`openapi_document`] ([`v3_0`] says what changes).
+pub fn openapi_3_0_document(bundle: &SpecBundle, info: &OpenApiInfo) -> Value {
+    v3_0::downgrade(&openapi_document(bundle, info))
+}
+
+/// The OpenAPI 3.2 variant of [`openapi_document`] ([`v3_2`] says what changes).
+pub fn openapi_3_2_document(bundle: &SpecBundle, info: &OpenApiInfo) -> Value {
+    v3_2::upgrade(&openapi_document(bundle, info))
 }
 
 #[cfg(test)]
@@ -619,8 +662,14 @@ mod tests {
         assert!(other["responses"].get("401").is_some());
         assert!(get["responses"].get("401").is_none());
         // Subscriptions answer SSE with the item schema.
-        let watch = &doc["paths"]["/ops/a/watch"]["post"]["responses"]["200"]["content"]["text/event-stream"];
-        let item = &watch["schema"]["properties"]["data"]["contentSchema"]["anyOf"][0];
+        let watch = &doc["paths"]["/ops/a/watch"]["post"]["responses"]["200"];
+        let item = &watch["content"]["text/event-stream"]["schema"];
+        assert!(
+            watch["description"]
+                .as_str()
+                .unwrap()
+                .contains("event: completed")
+        );
         assert_eq!(
             item["properties"]["inner"]["$ref"],
             "#/components/schemas/Inner"
