@@ -219,7 +219,8 @@ fn generated_openapi_passes_the_external_validators() {
     }
     // spectral's `spectral:oas` ruleset: no errors, and at most 5 warnings per document (the
     // one expected: no `info.contact`, which a service file does not say).
-    match tool("SPECTRAL", &["spectral"]) {
+    let installed = root().join("target/ci-tools/node_modules/.bin/spectral");
+    match tool("SPECTRAL", &[installed.to_str().unwrap(), "spectral"]) {
         Some(spectral) => {
             std::fs::write(dir.join(".spectral.yaml"), "extends: [\"spectral:oas\"]\n").unwrap();
             // spectral 6 knows OpenAPI up to 3.1.

@@ -460,7 +460,7 @@ fn gateway_paths() -> Value {
         "/batch": {"post": {
             "operationId": "gateway.batch",
             "summary": "Several calls; answers in order.",
-            "description": "Up to 64 queries and mutations in one request, run concurrently; the answers come in request order, each `{\"output\"}` or `{\"error\"}`. One failing call does not fail the others.",
+            "description": "Up to 1000 queries and mutations in one request (413 beyond), run concurrently; the answers come in request order, each `{\"output\"}` or `{\"error\"}`. One failing call does not fail the others.",
             "tags": ["gateway"],
             "requestBody": {"required": true, "content": json_content(json!({"type": "array", "items": call_body.clone()}))},
             "responses": with(json!({"description": "One answer per call, in order.", "content": json_content(json!({

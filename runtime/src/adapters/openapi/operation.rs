@@ -533,8 +533,11 @@ fn is_json(media: &str) -> bool {
     essence == "application/json" || essence.ends_with("+json")
 }
 
-/// The schema of one event's data: OpenAPI 3.2's `itemSchema`, or the `contentSchema` of a
-/// `data` property carrying JSON (as alknet describes its streams), or anything.
+/// The schema of one event's data: OpenAPI 3.2's `itemSchema` (its `data`'s `contentSchema`
+/// when it describes the parsed event, as alknet's 3.2 document does); in 3.1 the `contentSchema`
+/// of a `data` property, or else the `schema` itself, read as generators read it (the type of
+/// one item, as alknet's 3.1 document writes it) unless it only says "a string" — that
+/// describes the raw stream (as 3.0 documents do), which says nothing about the items.
 fn event_data_schema(media: &Value) -> Value {
     if let Some(schema) = media.get("itemSchema") {
         if let Some(data) = schema.pointer("/properties/data/contentSchema") {
@@ -545,7 +548,10 @@ fn event_data_schema(media: &Value) -> Value {
     if let Some(data) = media.pointer("/schema/properties/data/contentSchema") {
         return data.clone();
     }
-    json!({})
+    match media.get("schema") {
+        Some(schema) if schema.get("type") != Some(&json!("string")) => schema.clone(),
+        _ => json!({}),
+    }
 }
 
 fn description(operation: &Value, method: &str, path: &str) -> String {
