@@ -7,7 +7,9 @@ use futures::TryStreamExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let base = std::env::args().nth(1).expect("usage: alknet-progenitor-client BASE_URL");
+    let base = std::env::args()
+        .nth(1)
+        .expect("usage: alknet-progenitor-client BASE_URL");
     let client = Client::new(&base);
 
     let added = client
@@ -18,7 +20,9 @@ async fn main() {
 
     // A declared error arrives as the typed CallError.
     match client
-        .demo_fail(&types::FailInput { reason: Some("progenitor".into()) })
+        .demo_fail(&types::FailInput {
+            reason: Some("progenitor".into()),
+        })
         .await
     {
         Err(Error::ErrorResponse(error)) => {
@@ -30,7 +34,10 @@ async fn main() {
 
     // A subscription is the raw event stream.
     let stream = client
-        .demo_ticks(&types::TicksInput { count: 2, interval_ms: 1 })
+        .demo_ticks(&types::TicksInput {
+            count: 2,
+            interval_ms: 1,
+        })
         .await
         .expect("demo/ticks");
     let bytes: Vec<u8> = stream
