@@ -4,9 +4,10 @@
 //! - `$defs` become `definitions`, and `#/$defs/X` references `#/definitions/X`;
 //! - `prefixItems` becomes the array form of `items`, and `items` beside it `additionalItems`;
 //! - `dependentRequired` and `dependentSchemas` become `dependencies`;
-//! - `pattern` and `format` are dropped: they constrain values, which the runtime validates
-//!   against the real schema, and typify would need extra crates (regress, chrono, uuid) in
-//!   every generated crate for them;
+//! - `pattern` is dropped, and so is `format` except the numeric widths (`uint64`, `int32`,
+//!   `float`, …), which give the exact Rust integer or float type: the others constrain
+//!   values, which the runtime validates against the real schema, and typify would need extra
+//!   crates (regress, chrono, uuid) in every generated crate for them;
 //! - `patternProperties` join `additionalProperties` (their value schemas under `anyOf`): the
 //!   map's keys are `String`s in Rust, as typify would otherwise key them with `regress`
 //!   regexes; the key patterns are checked at run time against the real schema;
@@ -42,6 +43,9 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                     });
                 }
                 match key.as_str() {
+                    "format" if is_numeric(map) && value.as_str().is_some_and(is_width) => {
+                        out.insert(key.clone(), value.clone());
+                    }
                     "$schema" | "$id" | "$comment" | "pattern" | "format" | "contentMediaType"
                     | "contentEncoding" | "deprecated" | "readOnly" | "writeOnly" | "examples" => {}
                     "$ref" => {
@@ -147,6 +151,38 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
             message: "a schema is a JSON object or a boolean".into(),
         }),
     }
+}
+
+/// Whether a schema's `type` is `integer` or `number` (alone or with `null`).
+fn is_numeric(map: &Map<String, Value>) -> bool {
+    let numeric = |t: &Value| t == "integer" || t == "number";
+    match map.get("type") {
+        Some(Value::Array(types)) => {
+            types.iter().any(numeric) && types.iter().all(|t| numeric(t) || t == "null")
+        }
+        Some(single) => numeric(single),
+        None => false,
+    }
+}
+
+/// The numeric `format`s that name a width (`uint64`, `int32`, `double`, …: schemars writes
+/// them for Rust's integer and float types): kept, so the Rust type is exactly as wide.
+fn is_width(format: &str) -> bool {
+    matches!(
+        format,
+        "int8"
+            | "uint8"
+            | "int16"
+            | "uint16"
+            | "int"
+            | "int32"
+            | "uint"
+            | "uint32"
+            | "int64"
+            | "uint64"
+            | "float"
+            | "double"
+    )
 }
 
 /// Moves `patternProperties` into `additionalProperties`: the values any key may hold, whatever

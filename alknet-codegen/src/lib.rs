@@ -8,7 +8,9 @@
 //!   same functions of `alknet-spec` the runtime serves them with;
 //! - typed **Rust**: types (typify), a server trait plus `register`, a typed client, error enums
 //!   and markers for typed calls ([`rust`]); from a `build.rs` through [`Builder`], or with
-//!   `alknet-codegen rust FILE -o OUT.rs`.
+//!   `alknet-codegen rust FILE -o OUT.rs`. Real-world schemas are first [`normalise`]d into
+//!   shapes typify types faithfully; where a type must be wider than its schema, a [`Warning`]
+//!   says where.
 //!
 //! ```no_run
 //! // build.rs
@@ -33,6 +35,7 @@ pub mod compat;
 mod convert;
 #[cfg(feature = "live")]
 mod live;
+pub mod normalise;
 pub mod rust;
 pub mod service;
 
@@ -42,6 +45,7 @@ use alknet_spec::SpecBundle;
 use alknet_spec::openapi::OpenApiInfo;
 use serde_json::Value;
 
+pub use normalise::Warning;
 pub use service::{Service, load};
 
 /// What went wrong, always naming the file.
@@ -135,7 +139,18 @@ pub fn mcp_tools(service: &Service) -> Value {
 }
 
 /// The Rust source for a loaded service (`path` names the input in the header and in errors).
+/// The approximations made on the way are dropped: [`rust_source_with_warnings`] returns them.
 pub fn rust_source(service: &Service, path: &Path) -> Result<String, CodegenError> {
+    Ok(rust::generate(service, path)?.0)
+}
+
+/// The Rust source for a loaded service, and every approximation the schema compiler made
+/// (a type wider than its schema: `if`/`then`/`else`, `not`, open tuples, … — see
+/// [`normalise`](crate::normalise)), each with its JSON Pointer.
+pub fn rust_source_with_warnings(
+    service: &Service,
+    path: &Path,
+) -> Result<(String, Vec<Warning>), CodegenError> {
     rust::generate(service, path)
 }
 
@@ -210,7 +225,16 @@ impl Builder {
                 compat::check_against(path, lock, &self.allowed)?;
             }
             let service = load(path)?;
-            let source = rust_source(&service, path)?;
+            let (source, warnings) = rust_source_with_warnings(&service, path)?;
+            // A build script's warnings are shown by cargo; elsewhere they go to stderr.
+            let in_build_script = std::env::var_os("OUT_DIR").is_some();
+            for warning in warnings {
+                if in_build_script {
+                    println!("cargo:warning={}: {warning}", path.display());
+                } else {
+                    eprintln!("warning: {}: {warning}", path.display());
+                }
+            }
             let out = out_dir.join(format!("{}.rs", service.name.replace('-', "_")));
             // Unchanged output is not rewritten, so dependent crates are not rebuilt for nothing.
             if std::fs::read_to_string(&out).ok().as_deref() != Some(source.as_str()) {

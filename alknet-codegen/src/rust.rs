@@ -22,7 +22,9 @@ use serde_json::Value;
 use typify::{TypeId, TypeSpace, TypeSpaceSettings};
 
 use crate::convert;
+use crate::normalise::{Warning, normalise, strip_defaults};
 use crate::{CodegenError, Service};
+use alknet_spec::keywords::escape;
 
 const KEYWORDS: &[&str] = &[
     "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
@@ -49,14 +51,66 @@ fn guarded<T>(run: impl FnOnce() -> Result<T, typify::Error>) -> Result<T, Strin
     std::panic::set_hook(hook);
     match result {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(one_sentence(&error.to_string())),
         Err(payload) => Err(payload
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
-            .map(|s| format!("typify cannot handle this schema ({s})"))
+            .map(|s| format!("typify cannot handle this schema ({})", one_sentence(&s)))
             .unwrap_or_else(|| "typify cannot handle this schema".into())),
     }
+}
+
+/// The first line of a typify message, without the schema dump it often ends with.
+fn one_sentence(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default();
+    let line = line
+        .split_once(": {")
+        .or_else(|| line.split_once(" Schema"))
+        .map_or(line, |(head, _)| head)
+        .trim_end_matches([':', ' ']);
+    if line.chars().count() > 240 {
+        format!("{}…", line.chars().take(240).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// Which definition typify fails on: the fewest leading definitions that, replaced by "any
+/// value", let the rest through; the last of them is the culprit (binary search, so a large
+/// service costs a few typify runs, and only when generation already failed).
+fn failing_definition(
+    settings: &TypeSpaceSettings,
+    defs: &[(String, schemars08::schema::Schema)],
+) -> Option<usize> {
+    let passes = |replaced: usize| {
+        let mut space = TypeSpace::new(settings);
+        let trial: Vec<_> = defs
+            .iter()
+            .enumerate()
+            .map(|(i, (name, schema))| {
+                if i < replaced {
+                    (name.clone(), schemars08::schema::Schema::Bool(true))
+                } else {
+                    (name.clone(), schema.clone())
+                }
+            })
+            .collect();
+        guarded(|| space.add_ref_types(trial)).is_ok()
+    };
+    if !passes(defs.len()) {
+        return None;
+    }
+    let (mut low, mut high) = (0, defs.len());
+    while low < high {
+        let middle = (low + high) / 2;
+        if passes(middle) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    low.checked_sub(1)
 }
 
 struct Generator<'a> {
@@ -98,29 +152,72 @@ impl Generator<'_> {
     }
 }
 
+/// One operation's schemas after normalisation ([`crate::normalise`]), `$defs` included.
+struct Schemas {
+    input: Value,
+    output: Value,
+    errors: Vec<Option<Value>>,
+}
+
+/// Normalises every schema of the bundle, collecting the warnings.
+fn normalised(service: &Service, warnings: &mut Vec<Warning>) -> Vec<Schemas> {
+    service
+        .bundle
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, op)| Schemas {
+            input: normalise(
+                &op.input_schema,
+                &format!("/operations/{i}/input_schema"),
+                warnings,
+            ),
+            output: normalise(
+                &op.output_schema,
+                &format!("/operations/{i}/output_schema"),
+                warnings,
+            ),
+            errors: op
+                .error_schemas
+                .iter()
+                .enumerate()
+                .map(|(j, e)| {
+                    e.schema.as_ref().map(|schema| {
+                        normalise(
+                            schema,
+                            &format!("/operations/{i}/error_schemas/{j}/schema"),
+                            warnings,
+                        )
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// Every `$defs` entry of every schema in the bundle, once. The same name with different
 /// content is an error (the generated types share one namespace).
 fn shared_definitions(
-    service: &Service,
+    schemas: &[Schemas],
     path: &Path,
 ) -> Result<BTreeMap<String, (Value, String)>, CodegenError> {
     let mut defs: BTreeMap<String, (Value, String)> = BTreeMap::new();
-    for (i, op) in service.bundle.operations.iter().enumerate() {
-        let mut schemas = vec![
-            ("input_schema".to_owned(), &op.input_schema),
-            ("output_schema".to_owned(), &op.output_schema),
+    for (i, op) in schemas.iter().enumerate() {
+        let mut all = vec![
+            ("input_schema".to_owned(), &op.input),
+            ("output_schema".to_owned(), &op.output),
         ];
-        for (j, error) in op.error_schemas.iter().enumerate() {
-            if let Some(schema) = &error.schema {
-                schemas.push((format!("error_schemas/{j}/schema"), schema));
+        for (j, error) in op.errors.iter().enumerate() {
+            if let Some(schema) = error {
+                all.push((format!("error_schemas/{j}/schema"), schema));
             }
         }
-        for (field, schema) in schemas {
+        for (field, schema) in all {
             let Some(Value::Object(local)) = schema.get("$defs") else {
                 continue;
             };
             for (name, def) in local {
-                let pointer = format!("/operations/{i}/{field}/$defs/{name}");
+                let pointer = format!("/operations/{i}/{field}/$defs/{}", escape(name));
                 match defs.get(name) {
                     Some((existing, first)) if existing != def => {
                         return Err(CodegenError::Service {
@@ -197,14 +294,23 @@ fn through_alknet(tokens: TokenStream) -> TokenStream {
                 out.push(TokenTree::Punct(Punct::new(':', Spacing::Alone)));
                 out.push(TokenTree::Ident(ident));
             }
+            // Paths inside attribute strings (`skip_serializing_if = "::serde_json::Map::is_empty"`).
+            TokenTree::Literal(literal) if literal.to_string().starts_with("\"::serde") => {
+                let text = literal.to_string();
+                let path = text.trim_matches('"');
+                let mut rewritten = proc_macro2::Literal::string(&format!("::alknet{path}"));
+                rewritten.set_span(literal.span());
+                out.push(TokenTree::Literal(rewritten));
+            }
             other => out.push(other),
         }
     }
     out.into_iter().collect()
 }
 
-/// Generates the Rust source for `service`. `path` names the input in errors.
-pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> {
+/// Generates the Rust source for `service`, and the approximations it made. `path` names the
+/// input in errors.
+pub fn generate(service: &Service, path: &Path) -> Result<(String, Vec<Warning>), CodegenError> {
     let mut settings = TypeSpaceSettings::default();
     settings
         .with_type_mod("types")
@@ -214,16 +320,43 @@ pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> 
         path,
         space: TypeSpace::new(&settings),
     };
-    let defs = shared_definitions(service, path)?;
-    let mut converted = Vec::new();
-    for (name, (schema, pointer)) in &defs {
-        let schema = convert::to_schemars(schema, pointer)
-            .map_err(|u| generator.error(u.pointer, u.message))?;
-        converted.push((name.clone(), schema));
+    let mut warnings = Vec::new();
+    let schemas = normalised(service, &mut warnings);
+    warnings.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    warnings.dedup();
+    let mut defs = shared_definitions(&schemas, path)?;
+    // typify checks each `default` against its type, more deeply than the normaliser can; a
+    // definition it refuses for a default loses its defaults (each one a warning) and is tried
+    // again, a bounded number of times.
+    let mut repairs = 0;
+    loop {
+        let mut converted = Vec::new();
+        for (name, (schema, pointer)) in &defs {
+            let schema = convert::to_schemars(schema, pointer)
+                .map_err(|u| generator.error(u.pointer, u.message))?;
+            converted.push((name.clone(), schema));
+        }
+        let mut space = TypeSpace::new(&settings);
+        let Err(message) = guarded(|| space.add_ref_types(converted.clone())) else {
+            generator.space = space;
+            break;
+        };
+        let culprit = failing_definition(&settings, &converted).map(|i| converted[i].0.clone());
+        if let Some(name) = &culprit
+            && message.contains("does not conform")
+            && repairs < 32
+            && let Some((def, pointer)) = defs.get_mut(name)
+            && strip_defaults(def, pointer, &mut warnings) > 0
+        {
+            repairs += 1;
+            continue;
+        }
+        let pointer = culprit
+            .and_then(|name| defs.get(&name).map(|(_, pointer)| pointer.clone()))
+            .unwrap_or_else(|| "/$defs".into());
+        return Err(generator.error(pointer, message));
     }
-    let space = &mut generator.space;
-    guarded(|| space.add_ref_types(converted))
-        .map_err(|message| generator.error("/$defs".into(), message))?;
+    warnings.sort_by(|a, b| a.pointer.cmp(&b.pointer));
 
     let mut ops = Vec::new();
     let mut items = Vec::new();
@@ -241,12 +374,12 @@ pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> 
             "Output"
         };
         let input = generator.type_of(
-            &spec.input_schema,
+            &schemas[i].input,
             &format!("{pointer}/input_schema"),
             format!("{camel}Input"),
         )?;
         let output = generator.type_of(
-            &spec.output_schema,
+            &schemas[i].output,
             &format!("{pointer}/output_schema"),
             format!("{camel}{item_or_output}"),
         )?;
@@ -258,6 +391,7 @@ pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> 
             items.push(error_enum(
                 &mut generator,
                 spec,
+                &schemas[i].errors,
                 &error_ident,
                 &marker,
                 &camel,
@@ -320,9 +454,12 @@ pub fn generate(service: &Service, path: &Path) -> Result<String, CodegenError> 
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    Ok(format!(
-        "// @generated by alknet-codegen from `{source}`. Do not edit: change the service file.\n\n{}",
-        prettyplease::unparse(&file)
+    Ok((
+        format!(
+            "// @generated by alknet-codegen from `{source}`. Do not edit: change the service file.\n\n{}",
+            prettyplease::unparse(&file)
+        ),
+        warnings,
     ))
 }
 
@@ -375,6 +512,7 @@ fn marker_type(op: &OpCode) -> TokenStream {
 fn error_enum(
     generator: &mut Generator<'_>,
     spec: &OperationSpec,
+    details: &[Option<Value>],
     name: &Ident,
     marker: &Ident,
     camel: &str,
@@ -398,7 +536,7 @@ fn error_enum(
             message
         ));
         let attribute = quote!(#[domain(code = #code, message = #message)]);
-        match &error.schema {
+        match &details[j] {
             Some(schema) => {
                 let details = generator.type_of(
                     schema,

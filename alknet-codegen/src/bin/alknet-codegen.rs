@@ -19,8 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a service file or spec bundle and list its operations; with `--against LOCK`,
-    /// also fail on a change that breaks callers of the locked version.
+    /// Validate a service file or spec bundle, generate its Rust (so that what passes `check`
+    /// generates) and list its operations; with `--against LOCK`, also fail on a change that
+    /// breaks callers of the locked version.
     Check {
         /// The file.
         file: PathBuf,
@@ -152,13 +153,22 @@ fn run(command: Command) -> Result<Outcome, CodegenError> {
             allowed,
         } => {
             let service = load(&file)?;
+            // The Rust generator runs too: a file `check` passes is one `rust` generates.
+            let (_, warnings) = alknet_codegen::rust_source_with_warnings(&service, &file)?;
+            for warning in &warnings {
+                eprintln!("warning: {}: {warning}", file.display());
+            }
             for op in &service.bundle.operations {
                 println!("{} {}", op.op_type.as_str(), op.name);
             }
             eprintln!(
-                "{}: {} operations, valid",
+                "{}: {} operations, valid{}",
                 file.display(),
-                service.bundle.operations.len()
+                service.bundle.operations.len(),
+                match warnings.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} approximation warning(s): the Rust types are wider there)"),
+                }
             );
             if let Some(lock) = against {
                 let report = alknet_codegen::compat::check_against(&file, &lock, &allowed)?;
@@ -201,7 +211,11 @@ fn run(command: Command) -> Result<Outcome, CodegenError> {
         }
         Command::Rust { file, out } => {
             let service = load(&file)?;
-            emit(&alknet_codegen::rust_source(&service, &file)?, &out)?;
+            let (source, warnings) = alknet_codegen::rust_source_with_warnings(&service, &file)?;
+            for warning in &warnings {
+                eprintln!("warning: {}: {warning}", file.display());
+            }
+            emit(&source, &out)?;
             Ok(Outcome::Done)
         }
         Command::Openapi {

@@ -383,6 +383,58 @@ pub mod types {
         pub amount: i64,
         pub balance: Cents,
     }
+    ///`PingOutput`
+    #[derive(
+        ::alknet::serde::Deserialize,
+        ::alknet::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
+    #[serde(crate = "::alknet::serde")]
+    pub enum PingOutput {
+        #[serde(rename = "pong")]
+        Pong,
+    }
+    impl ::std::fmt::Display for PingOutput {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pong => f.write_str("pong"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for PingOutput {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pong" => Ok(Self::Pong),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PingOutput {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PingOutput {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     /// Error types.
     pub mod error {
         /// Error from a `TryFrom` or `FromStr` implementation.
@@ -502,7 +554,7 @@ impl ::alknet::Operation for PingOp {
     const NAME: &'static str = "bank/ping";
     const KIND: ::alknet::spec::OpType = ::alknet::spec::OpType::Query;
     type Input = ::alknet::serde_json::Value;
-    type Output = ::std::string::String;
+    type Output = types::PingOutput;
     type Error = ::alknet::NoDomainError;
     fn spec() -> ::alknet::spec::OperationSpec {
         ::alknet::typed::__private::serde_json::from_str(
@@ -588,7 +640,7 @@ pub trait BankService: ::std::marker::Send + ::std::marker::Sync + 'static {
         input: ::alknet::serde_json::Value,
     ) -> impl ::std::future::Future<
         Output = ::std::result::Result<
-            ::std::string::String,
+            types::PingOutput,
             ::alknet::OpError<::alknet::NoDomainError>,
         >,
     > + ::std::marker::Send;
@@ -739,7 +791,7 @@ impl BankClient {
         &self,
         input: &::alknet::serde_json::Value,
     ) -> ::std::result::Result<
-        ::std::string::String,
+        types::PingOutput,
         ::alknet::OpError<::alknet::NoDomainError>,
     > {
         self.conn.call::<PingOp>(input).await

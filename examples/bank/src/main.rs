@@ -128,8 +128,9 @@ impl BankService for Ledger {
         &self,
         _ctx: Context,
         _input: alknet::serde_json::Value,
-    ) -> Result<String, OpError<alknet::NoDomainError>> {
-        Ok("pong".into())
+    ) -> Result<bank::types::PingOutput, OpError<alknet::NoDomainError>> {
+        // `"const": "pong"` is a one-value enum in Rust: nothing else can be answered.
+        Ok(bank::types::PingOutput::Pong)
     }
 }
 
