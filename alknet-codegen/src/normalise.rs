@@ -18,6 +18,7 @@
 //! | a tuple that may be longer or shorter than its `prefixItems` | a list of any of its item types | widened, warning |
 //! | a `default` its own schema refuses | left out | warning |
 //! | a `$ref` to another file | any JSON value | widened, warning |
+//! | definitions whose Rust names clash (`Default`; `a/b` and `a~b`) | renamed (`DefaultDef`, a number) | exact |
 
 use alknet_spec::keywords::{self, escape, unescape};
 use heck::ToUpperCamelCase;
@@ -47,8 +48,64 @@ pub fn normalise(schema: &Value, pointer: &str, warnings: &mut Vec<Warning>) -> 
     }
     hoist_root(&mut schema);
     hoist_deep_references(&mut schema);
+    rename_clashing_definitions(&mut schema);
     walk(&mut schema, pointer, warnings);
     schema
+}
+
+/// Type names the generated code relies on from the prelude and std: a definition named so
+/// would shadow them inside the generated `types` module.
+const RESERVED_TYPE_NAMES: &[&str] = &[
+    "Box", "Clone", "Copy", "Debug", "Default", "Display", "Eq", "Err", "Error", "From",
+    "FromStr", "Hash", "Into", "None", "Ok", "Option", "Ord", "PartialEq", "PartialOrd",
+    "Result", "Self", "Send", "Sized", "Some", "String", "Sync", "ToString", "TryFrom", "Vec",
+];
+
+/// Definitions whose Rust names would clash — with a reserved name (`Default`), or with each
+/// other (`a/b` and `a~b` both make `AB`) — are renamed: the type name gets `Def`, or a number,
+/// in the definitions' sorted order, so the same file always gives the same names.
+fn rename_clashing_definitions(schema: &mut Value) {
+    let Some(Value::Object(defs)) = schema.get("$defs") else {
+        return;
+    };
+    let mut taken = std::collections::BTreeSet::new();
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for name in defs.keys() {
+        let rust = name.to_upper_camel_case();
+        if !RESERVED_TYPE_NAMES.contains(&rust.as_str()) && taken.insert(rust.clone()) {
+            continue;
+        }
+        let base = if RESERVED_TYPE_NAMES.contains(&rust.as_str()) {
+            format!("{rust}Def")
+        } else {
+            rust
+        };
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while taken.contains(&candidate) || defs.contains_key(&candidate) {
+            candidate = format!("{base}{n}");
+            n += 1;
+        }
+        taken.insert(candidate.clone());
+        renames.push((name.clone(), candidate));
+    }
+    if renames.is_empty() {
+        return;
+    }
+    if let Some(Value::Object(defs)) = schema.get_mut("$defs") {
+        for (from, to) in &renames {
+            if let Some(def) = defs.remove(from) {
+                defs.insert(to.clone(), def);
+            }
+        }
+    }
+    rewrite_references(schema, &|reference| {
+        let name = unescape(reference.strip_prefix("#/$defs/")?);
+        renames
+            .iter()
+            .find(|(from, _)| *from == name)
+            .map(|(_, to)| format!("#/$defs/{}", escape(to)))
+    });
 }
 
 /// `$ref: "#"` anywhere: the root (without its `$defs`) becomes a definition, named after its
@@ -608,6 +665,33 @@ mod tests {
         let size = node["properties"]["size"]["$ref"].as_str().unwrap();
         let name = size.strip_prefix("#/$defs/").unwrap();
         assert_eq!(out["$defs"][name], json!({"type": "integer"}));
+    }
+
+    #[test]
+    fn clashing_definition_names_are_made_unique() {
+        let (out, warnings) = normalised(json!({
+            "properties": {
+                "a": {"$ref": "#/$defs/Default"},
+                "b": {"$ref": "#/$defs/a~1b"},
+                "c": {"$ref": "#/$defs/a~0b"}
+            },
+            "$defs": {"Default": {"type": "string"}, "a/b": {"type": "integer"}, "a~b": {"type": "boolean"}}
+        }));
+        assert!(warnings.is_empty());
+        let defs = out["$defs"].as_object().unwrap();
+        let names: Vec<&str> = defs.keys().map(String::as_str).collect();
+        assert!(names.contains(&"DefaultDef") && !names.contains(&"Default"), "{names:?}");
+        let target = |p: &str| {
+            let reference = out["properties"][p]["$ref"].as_str().unwrap();
+            let name = unescape(reference.strip_prefix("#/$defs/").unwrap());
+            out["$defs"][name.as_str()]["type"].clone()
+        };
+        assert_eq!(target("a"), "string");
+        assert_eq!(target("b"), "integer");
+        assert_eq!(target("c"), "boolean");
+        let rust: std::collections::BTreeSet<String> =
+            defs.keys().map(|n| n.to_upper_camel_case()).collect();
+        assert_eq!(rust.len(), 3, "{names:?}");
     }
 
     #[test]
