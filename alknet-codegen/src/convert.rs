@@ -18,6 +18,21 @@ use serde_json::{Map, Value};
 
 use crate::service::UNSUPPORTED_KEYWORDS;
 
+/// What string `format`s become in Rust.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Formats {
+    /// `String`, whatever the format (the values are validated at run time).
+    #[default]
+    Strings,
+    /// `date-time`, `date`, `uuid`, `ipv4`, `ipv6` become `chrono::DateTime<Utc>`,
+    /// `chrono::NaiveDate`, `uuid::Uuid`, `std::net::Ipv4Addr`, `std::net::Ipv6Addr`: the crate
+    /// using the generated code then depends on `chrono` and `uuid` (with `serde`).
+    Typed,
+}
+
+/// The string formats [`Formats::Typed`] keeps.
+const TYPED_FORMATS: &[&str] = &["date-time", "date", "uuid", "ipv4", "ipv6"];
+
 /// A schema typify cannot take, and where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unsupported {
@@ -28,7 +43,7 @@ pub struct Unsupported {
 }
 
 /// Converts one 2020-12 schema (value) into the draft-07 shape.
-pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
+pub fn to_draft07(schema: &Value, pointer: &str, formats: Formats) -> Result<Value, Unsupported> {
     match schema {
         Value::Bool(_) => Ok(schema.clone()),
         Value::Object(map) => {
@@ -44,6 +59,13 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                 }
                 match key.as_str() {
                     "format" if is_numeric(map) && value.as_str().is_some_and(is_width) => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                    "format"
+                        if formats == Formats::Typed
+                            && map.get("type") == Some(&Value::String("string".into()))
+                            && value.as_str().is_some_and(|f| TYPED_FORMATS.contains(&f)) =>
+                    {
                         out.insert(key.clone(), value.clone());
                     }
                     "$schema" | "$id" | "$comment" | "pattern" | "format" | "contentMediaType"
@@ -64,7 +86,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                             for (name, child) in children {
                                 defs.insert(
                                     name.clone(),
-                                    to_draft07(child, &format!("{at}/{}", escape(name)))?,
+                                    to_draft07(child, &format!("{at}/{}", escape(name)), formats)?,
                                 );
                             }
                         }
@@ -75,7 +97,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                             for (name, child) in entries {
                                 children.insert(
                                     name.clone(),
-                                    to_draft07(child, &format!("{at}/{}", escape(name)))?,
+                                    to_draft07(child, &format!("{at}/{}", escape(name)), formats)?,
                                 );
                             }
                         }
@@ -88,7 +110,9 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                                 items
                                     .iter()
                                     .enumerate()
-                                    .map(|(i, item)| to_draft07(item, &format!("{at}/{i}")))
+                                    .map(|(i, item)| {
+                                        to_draft07(item, &format!("{at}/{i}"), formats)
+                                    })
                                     .collect::<Result<Vec<_>, _>>()
                             })
                             .transpose()?
@@ -96,7 +120,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                         out.insert("items".into(), Value::Array(items));
                     }
                     "items" if prefix_items.is_some() => {
-                        out.insert("additionalItems".into(), to_draft07(value, &at)?);
+                        out.insert("additionalItems".into(), to_draft07(value, &at, formats)?);
                     }
                     "dependentRequired" | "dependentSchemas" => {
                         let deps = out
@@ -105,7 +129,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                         if let (Value::Object(deps), Value::Object(entries)) = (deps, value) {
                             for (name, child) in entries {
                                 let converted = if key == "dependentSchemas" {
-                                    to_draft07(child, &format!("{at}/{}", escape(name)))?
+                                    to_draft07(child, &format!("{at}/{}", escape(name)), formats)?
                                 } else {
                                     child.clone()
                                 };
@@ -120,7 +144,9 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                                 items
                                     .iter()
                                     .enumerate()
-                                    .map(|(i, item)| to_draft07(item, &format!("{at}/{i}")))
+                                    .map(|(i, item)| {
+                                        to_draft07(item, &format!("{at}/{i}"), formats)
+                                    })
                                     .collect::<Result<Vec<_>, _>>()
                             })
                             .transpose()?
@@ -136,7 +162,7 @@ pub fn to_draft07(schema: &Value, pointer: &str) -> Result<Value, Unsupported> {
                     | "contains"
                     | "propertyNames"
                     | "additionalItems" => {
-                        out.insert(key.clone(), to_draft07(value, &at)?);
+                        out.insert(key.clone(), to_draft07(value, &at, formats)?);
                     }
                     _ => {
                         out.insert(key.clone(), value.clone());
@@ -217,8 +243,9 @@ fn fold_pattern_properties(out: &mut Map<String, Value>) {
 pub fn to_schemars(
     schema: &Value,
     pointer: &str,
+    formats: Formats,
 ) -> Result<schemars08::schema::Schema, Unsupported> {
-    let converted = to_draft07(schema, pointer)?;
+    let converted = to_draft07(schema, pointer, formats)?;
     serde_json::from_value(converted).map_err(|e| Unsupported {
         pointer: pointer.to_owned(),
         message: format!("not a schema typify can read: {e}"),
@@ -235,25 +262,20 @@ mod tests {
         let open = to_draft07(
             &json!({"type": "object", "patternProperties": {"^x-": {"type": "integer"}}}),
             "",
+            Formats::Strings,
         )
         .unwrap();
         assert_eq!(
             open,
             json!({"type": "object", "additionalProperties": true})
         );
-        let closed = to_draft07(
-            &json!({"type": "object", "patternProperties": {"^a": {"type": "integer"}, "^b": {"type": "string"}}, "additionalProperties": false}),
-            "",
-        )
+        let closed = to_draft07(&json!({"type": "object", "patternProperties": {"^a": {"type": "integer"}, "^b": {"type": "string"}}, "additionalProperties": false}), "", Formats::Strings)
         .unwrap();
         assert_eq!(
             closed,
             json!({"type": "object", "additionalProperties": {"anyOf": [{"type": "integer"}, {"type": "string"}]}})
         );
-        let with_rest = to_draft07(
-            &json!({"patternProperties": {"^a": {"type": "integer"}}, "additionalProperties": {"type": "boolean"}}),
-            "",
-        )
+        let with_rest = to_draft07(&json!({"patternProperties": {"^a": {"type": "integer"}}, "additionalProperties": {"type": "boolean"}}), "", Formats::Strings)
         .unwrap();
         assert_eq!(
             with_rest["additionalProperties"],
@@ -273,7 +295,7 @@ mod tests {
             "dependentRequired": {"a": ["b"]},
             "$defs": {"N": {"type": "integer"}}
         });
-        let out = to_draft07(&schema, "").unwrap();
+        let out = to_draft07(&schema, "", Formats::Strings).unwrap();
         assert!(out.get("$schema").is_none());
         assert_eq!(out["definitions"]["N"]["type"], "integer");
         let pair = &out["properties"]["pair"];
@@ -281,11 +303,12 @@ mod tests {
         assert_eq!(pair["additionalItems"], json!(false));
         assert!(out["properties"]["email"].get("format").is_none());
         assert_eq!(out["dependencies"]["a"], json!(["b"]));
-        to_schemars(&schema, "").unwrap();
+        to_schemars(&schema, "", Formats::Strings).unwrap();
 
         let error = to_draft07(
             &json!({"properties": {"x": {"unevaluatedItems": false}}}),
             "/input",
+            Formats::Strings,
         )
         .unwrap_err();
         assert_eq!(error.pointer, "/input/properties/x/unevaluatedItems");

@@ -32,7 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod compat;
-mod convert;
+pub mod convert;
 #[cfg(feature = "live")]
 mod live;
 pub mod normalise;
@@ -45,6 +45,7 @@ use alknet_spec::SpecBundle;
 use alknet_spec::openapi::OpenApiInfo;
 use serde_json::Value;
 
+pub use convert::Formats;
 pub use normalise::Warning;
 pub use service::{Service, load};
 
@@ -141,17 +142,19 @@ pub fn mcp_tools(service: &Service) -> Value {
 /// The Rust source for a loaded service (`path` names the input in the header and in errors).
 /// The approximations made on the way are dropped: [`rust_source_with_warnings`] returns them.
 pub fn rust_source(service: &Service, path: &Path) -> Result<String, CodegenError> {
-    Ok(rust::generate(service, path)?.0)
+    Ok(rust::generate(service, path, Formats::Strings)?.0)
 }
 
 /// The Rust source for a loaded service, and every approximation the schema compiler made
 /// (a type wider than its schema: `if`/`then`/`else`, `not`, open tuples, … — see
-/// [`normalise`](crate::normalise)), each with its JSON Pointer.
+/// [`normalise`](crate::normalise)), each with its JSON Pointer. `formats` says what string
+/// formats become ([`Formats`]).
 pub fn rust_source_with_warnings(
     service: &Service,
     path: &Path,
+    formats: Formats,
 ) -> Result<(String, Vec<Warning>), CodegenError> {
-    rust::generate(service, path)
+    rust::generate(service, path, formats)
 }
 
 /// Generates Rust for service files from a `build.rs`, into `OUT_DIR` (or a chosen directory),
@@ -162,6 +165,7 @@ pub struct Builder {
     services: Vec<(PathBuf, Option<PathBuf>)>,
     out_dir: Option<PathBuf>,
     allowed: Vec<String>,
+    formats: Formats,
 }
 
 impl Builder {
@@ -189,6 +193,15 @@ impl Builder {
     /// Waives one compatibility rule (by id, e.g. `OPERATION_REMOVED`) in the lock checks.
     pub fn allow(mut self, rule: impl Into<String>) -> Self {
         self.allowed.push(rule.into());
+        self
+    }
+
+    /// String formats as Rust types (`date-time` → `chrono::DateTime<Utc>`, `date` →
+    /// `chrono::NaiveDate`, `uuid` → `uuid::Uuid`, `ipv4`/`ipv6` → `std::net` addresses)
+    /// instead of `String`. The crate including the generated code must then depend on
+    /// `chrono` and `uuid` with their `serde` features (the build warns which ones it uses).
+    pub fn typed_formats(mut self) -> Self {
+        self.formats = Formats::Typed;
         self
     }
 
@@ -225,7 +238,7 @@ impl Builder {
                 compat::check_against(path, lock, &self.allowed)?;
             }
             let service = load(path)?;
-            let (source, warnings) = rust_source_with_warnings(&service, path)?;
+            let (source, warnings) = rust_source_with_warnings(&service, path, self.formats)?;
             // A build script's warnings are shown by cargo; elsewhere they go to stderr.
             let in_build_script = std::env::var_os("OUT_DIR").is_some();
             for warning in warnings {

@@ -35,7 +35,11 @@ pub struct Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at `{}`: {}", self.pointer, self.message)
+        if self.pointer.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "at `{}`: {}", self.pointer, self.message)
+        }
     }
 }
 
@@ -56,9 +60,35 @@ pub fn normalise(schema: &Value, pointer: &str, warnings: &mut Vec<Warning>) -> 
 /// Type names the generated code relies on from the prelude and std: a definition named so
 /// would shadow them inside the generated `types` module.
 const RESERVED_TYPE_NAMES: &[&str] = &[
-    "Box", "Clone", "Copy", "Debug", "Default", "Display", "Eq", "Err", "Error", "From",
-    "FromStr", "Hash", "Into", "None", "Ok", "Option", "Ord", "PartialEq", "PartialOrd",
-    "Result", "Self", "Send", "Sized", "Some", "String", "Sync", "ToString", "TryFrom", "Vec",
+    "Box",
+    "Clone",
+    "Copy",
+    "Debug",
+    "Default",
+    "Display",
+    "Eq",
+    "Err",
+    "Error",
+    "From",
+    "FromStr",
+    "Hash",
+    "Into",
+    "None",
+    "Ok",
+    "Option",
+    "Ord",
+    "PartialEq",
+    "PartialOrd",
+    "Result",
+    "Self",
+    "Send",
+    "Sized",
+    "Some",
+    "String",
+    "Sync",
+    "ToString",
+    "TryFrom",
+    "Vec",
 ];
 
 /// Definitions whose Rust names would clash — with a reserved name (`Default`), or with each
@@ -680,7 +710,10 @@ mod tests {
         assert!(warnings.is_empty());
         let defs = out["$defs"].as_object().unwrap();
         let names: Vec<&str> = defs.keys().map(String::as_str).collect();
-        assert!(names.contains(&"DefaultDef") && !names.contains(&"Default"), "{names:?}");
+        assert!(
+            names.contains(&"DefaultDef") && !names.contains(&"Default"),
+            "{names:?}"
+        );
         let target = |p: &str| {
             let reference = out["properties"][p]["$ref"].as_str().unwrap();
             let name = unescape(reference.strip_prefix("#/$defs/").unwrap());

@@ -302,8 +302,12 @@ fn what_typify_cannot_handle_is_an_error_or_a_warning_naming_the_place() {
     // What the Rust type cannot say is left out of the type, with a warning naming the place
     // (the node still checks calls against the whole schema).
     std::fs::write(&path, unsupported.to_string()).unwrap();
-    let (_, warnings) = alknet_codegen::rust_source_with_warnings(&load(&path).unwrap(), &path)
-        .expect("generates, wider");
+    let (_, warnings) = alknet_codegen::rust_source_with_warnings(
+        &load(&path).unwrap(),
+        &path,
+        alknet_codegen::Formats::Strings,
+    )
+    .expect("generates, wider");
     assert_eq!(
         warnings
             .iter()

@@ -62,3 +62,33 @@ fn integer_formats_give_exact_widths() {
         refused::<Widths>(document);
     }
 }
+
+#[test]
+fn typed_formats_parse_to_their_types() {
+    use alknet_codegen_roundtrip::formats::types::Stamp;
+    let stamp: Stamp = round_trip(json!({
+        "at": "2026-12-02T10:00:00Z", "day": "2026-12-02",
+        "id": "67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "v4": "192.0.2.1", "v6": "2001:db8::1", "note": "not checked here"
+    }));
+    assert_eq!(stamp.at.timestamp(), 1_796_205_600);
+    assert_eq!(stamp.day.to_string(), "2026-12-02");
+    assert_eq!(stamp.id.get_version_num(), 4);
+    assert!(stamp.v4.is_documentation());
+    let valid = json!({
+        "at": "2026-12-02T10:00:00Z", "day": "2026-12-02",
+        "id": "67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "v4": "192.0.2.1", "v6": "2001:db8::1", "note": "x"
+    });
+    for (field, bad) in [
+        ("at", "yesterday"),
+        ("day", "2026-13-01"),
+        ("id", "not-a-uuid"),
+        ("v4", "300.1.1.1"),
+        ("v6", "192.0.2.1"),
+    ] {
+        let mut document = valid.clone();
+        document[field] = json!(bad);
+        refused::<Stamp>(document);
+    }
+}

@@ -31,6 +31,9 @@ enum Command {
         /// Waive a breaking rule by its id (repeatable).
         #[arg(long = "allow", value_name = "RULE")]
         allowed: Vec<String>,
+        /// Generate with string formats as Rust types, as `rust --typed-formats` would.
+        #[arg(long)]
+        typed_formats: bool,
     },
     /// Classify every change from OLD to NEW: rule id, severity, operation, JSON pointer, and the
     /// surfaces it affects (call protocol, OpenAPI, MCP). Exits 1 when a breaking change is left
@@ -66,6 +69,10 @@ enum Command {
     Rust {
         /// A service file or spec bundle.
         file: PathBuf,
+        /// String formats as Rust types (date-time, date: chrono; uuid: uuid; ipv4, ipv6:
+        /// std::net): the including crate then depends on chrono and uuid with `serde`.
+        #[arg(long)]
+        typed_formats: bool,
         #[command(flatten)]
         out: Output,
     },
@@ -145,16 +152,27 @@ enum Outcome {
     Breaking,
 }
 
+/// What string formats become, from the `--typed-formats` flag.
+fn formats(typed: bool) -> alknet_codegen::Formats {
+    if typed {
+        alknet_codegen::Formats::Typed
+    } else {
+        alknet_codegen::Formats::Strings
+    }
+}
+
 fn run(command: Command) -> Result<Outcome, CodegenError> {
     match command {
         Command::Check {
             file,
             against,
             allowed,
+            typed_formats,
         } => {
             let service = load(&file)?;
             // The Rust generator runs too: a file `check` passes is one `rust` generates.
-            let (_, warnings) = alknet_codegen::rust_source_with_warnings(&service, &file)?;
+            let (_, warnings) =
+                alknet_codegen::rust_source_with_warnings(&service, &file, formats(typed_formats))?;
             for warning in &warnings {
                 eprintln!("warning: {}: {warning}", file.display());
             }
@@ -209,9 +227,14 @@ fn run(command: Command) -> Result<Outcome, CodegenError> {
             emit(&service.bundle.to_json_pretty(), &out)?;
             Ok(Outcome::Done)
         }
-        Command::Rust { file, out } => {
+        Command::Rust {
+            file,
+            typed_formats,
+            out,
+        } => {
             let service = load(&file)?;
-            let (source, warnings) = alknet_codegen::rust_source_with_warnings(&service, &file)?;
+            let (source, warnings) =
+                alknet_codegen::rust_source_with_warnings(&service, &file, formats(typed_formats))?;
             for warning in &warnings {
                 eprintln!("warning: {}: {warning}", file.display());
             }
