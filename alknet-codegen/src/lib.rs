@@ -147,7 +147,7 @@ pub fn rust_source(service: &Service, path: &Path) -> Result<String, CodegenErro
 
 /// The Rust source for a loaded service, and every approximation the schema compiler made
 /// (a type wider than its schema: `if`/`then`/`else`, `not`, open tuples, … — see
-/// [`normalise`](crate::normalise)), each with its JSON Pointer. `formats` says what string
+/// [`normalise`]), each with its JSON Pointer. `formats` says what string
 /// formats become ([`Formats`]).
 pub fn rust_source_with_warnings(
     service: &Service,
