@@ -46,13 +46,24 @@ impl std::fmt::Display for Warning {
 /// Normalises one schema of the IR (with its own `$defs`); `pointer` is where it sits in the
 /// file, for warnings.
 pub fn normalise(schema: &Value, pointer: &str, warnings: &mut Vec<Warning>) -> Value {
+    normalise_avoiding(schema, pointer, warnings, &[])
+}
+
+/// [`normalise`], also renaming definitions whose Rust names are in `avoid` (names typify
+/// gave to a type of its own as well, found by a first try).
+pub fn normalise_avoiding(
+    schema: &Value,
+    pointer: &str,
+    warnings: &mut Vec<Warning>,
+    avoid: &[String],
+) -> Value {
     let mut schema = schema.clone();
     if !schema.is_object() {
         return schema;
     }
     hoist_root(&mut schema);
     hoist_deep_references(&mut schema);
-    rename_clashing_definitions(&mut schema);
+    rename_clashing_definitions(&mut schema, avoid);
     walk(&mut schema, pointer, warnings);
     schema
 }
@@ -94,7 +105,7 @@ const RESERVED_TYPE_NAMES: &[&str] = &[
 /// Definitions whose Rust names would clash — with a reserved name (`Default`), or with each
 /// other (`a/b` and `a~b` both make `AB`) — are renamed: the type name gets `Def`, or a number,
 /// in the definitions' sorted order, so the same file always gives the same names.
-fn rename_clashing_definitions(schema: &mut Value) {
+fn rename_clashing_definitions(schema: &mut Value, avoid: &[String]) {
     let Some(Value::Object(defs)) = schema.get("$defs") else {
         return;
     };
@@ -102,14 +113,11 @@ fn rename_clashing_definitions(schema: &mut Value) {
     let mut renames: Vec<(String, String)> = Vec::new();
     for name in defs.keys() {
         let rust = name.to_upper_camel_case();
-        if !RESERVED_TYPE_NAMES.contains(&rust.as_str()) && taken.insert(rust.clone()) {
+        let reserved = RESERVED_TYPE_NAMES.contains(&rust.as_str()) || avoid.contains(&rust);
+        if !reserved && taken.insert(rust.clone()) {
             continue;
         }
-        let base = if RESERVED_TYPE_NAMES.contains(&rust.as_str()) {
-            format!("{rust}Def")
-        } else {
-            rust
-        };
+        let base = if reserved { format!("{rust}Def") } else { rust };
         let mut candidate = base.clone();
         let mut n = 2;
         while taken.contains(&candidate) || defs.contains_key(&candidate) {

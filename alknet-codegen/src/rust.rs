@@ -22,7 +22,7 @@ use serde_json::Value;
 use typify::{TypeId, TypeSpace, TypeSpaceSettings};
 
 use crate::convert::{self, Formats};
-use crate::normalise::{Warning, normalise, strip_defaults};
+use crate::normalise::{Warning, normalise_avoiding, strip_defaults};
 use crate::{CodegenError, Service};
 use alknet_spec::keywords::escape;
 
@@ -161,22 +161,24 @@ struct Schemas {
 }
 
 /// Normalises every schema of the bundle, collecting the warnings.
-fn normalised(service: &Service, warnings: &mut Vec<Warning>) -> Vec<Schemas> {
+fn normalised(service: &Service, warnings: &mut Vec<Warning>, avoid: &[String]) -> Vec<Schemas> {
     service
         .bundle
         .operations
         .iter()
         .enumerate()
         .map(|(i, op)| Schemas {
-            input: normalise(
+            input: normalise_avoiding(
                 &op.input_schema,
                 &format!("/operations/{i}/input_schema"),
                 warnings,
+                avoid,
             ),
-            output: normalise(
+            output: normalise_avoiding(
                 &op.output_schema,
                 &format!("/operations/{i}/output_schema"),
                 warnings,
+                avoid,
             ),
             errors: op
                 .error_schemas
@@ -184,10 +186,11 @@ fn normalised(service: &Service, warnings: &mut Vec<Warning>) -> Vec<Schemas> {
                 .enumerate()
                 .map(|(j, e)| {
                     e.schema.as_ref().map(|schema| {
-                        normalise(
+                        normalise_avoiding(
                             schema,
                             &format!("/operations/{i}/error_schemas/{j}/schema"),
                             warnings,
+                            avoid,
                         )
                     })
                 })
@@ -316,6 +319,46 @@ pub fn generate(
     path: &Path,
     formats: Formats,
 ) -> Result<(String, Vec<Warning>), CodegenError> {
+    // When typify names one of its own types like a definition, the definition is renamed and
+    // the service generated again (a few times at most).
+    let mut avoid = Vec::new();
+    loop {
+        match generate_avoiding(service, path, formats, &avoid) {
+            Err(Clash::Name(name)) if avoid.len() < 8 && !avoid.contains(&name) => avoid.push(name),
+            Err(Clash::Name(name)) => {
+                return Err(CodegenError::Service {
+                    path: path.to_owned(),
+                    pointer: "/$defs".into(),
+                    line: None,
+                    message: format!("typify gave two generated types the name `{name}`"),
+                });
+            }
+            Err(Clash::Error(error)) => return Err(error),
+            Ok(generated) => return Ok(generated),
+        }
+    }
+}
+
+/// Why one attempt at generating failed.
+enum Clash {
+    /// typify gave two types this name.
+    Name(String),
+    /// Anything else.
+    Error(CodegenError),
+}
+
+impl From<CodegenError> for Clash {
+    fn from(error: CodegenError) -> Self {
+        Clash::Error(error)
+    }
+}
+
+fn generate_avoiding(
+    service: &Service,
+    path: &Path,
+    formats: Formats,
+    avoid: &[String],
+) -> Result<(String, Vec<Warning>), Clash> {
     let mut settings = TypeSpaceSettings::default();
     settings
         .with_type_mod("types")
@@ -327,7 +370,7 @@ pub fn generate(
         formats,
     };
     let mut warnings = Vec::new();
-    let schemas = normalised(service, &mut warnings);
+    let schemas = normalised(service, &mut warnings, avoid);
     warnings.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     warnings.dedup();
     let mut defs = shared_definitions(&schemas, path)?;
@@ -360,7 +403,7 @@ pub fn generate(
         let pointer = culprit
             .and_then(|name| defs.get(&name).map(|(_, pointer)| pointer.clone()))
             .unwrap_or_else(|| "/$defs".into());
-        return Err(generator.error(pointer, message));
+        return Err(generator.error(pointer, message).into());
     }
     warnings.sort_by(|a, b| a.pointer.cmp(&b.pointer));
 
@@ -435,12 +478,14 @@ pub fn generate(
             continue;
         }
         if !allowed {
-            return Err(generator.error(
-                "/$defs".into(),
-                format!(
-                    "the generated types would need the `{crate_name}` crate, which generated code does not depend on (a bug in alknet-codegen's schema conversion: please report the schema)"
-                ),
-            ));
+            return Err(generator
+                .error(
+                    "/$defs".into(),
+                    format!(
+                        "the generated types would need the `{crate_name}` crate, which generated code does not depend on (a bug in alknet-codegen's schema conversion: please report the schema)"
+                    ),
+                )
+                .into());
         }
         needs.push(format!("`{crate_name}` (with its `serde` feature)"));
     }
@@ -471,6 +516,11 @@ pub fn generate(
             path: path.to_owned(),
             message: format!("generated code does not parse (a bug in alknet-codegen): {e}"),
         })?;
+    // typify can give two types one name (a definition and a type it names after a property):
+    // the caller renames the definition and tries again.
+    if let Some(name) = duplicate_type_name(&file) {
+        return Err(Clash::Name(name));
+    }
     let source = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -482,6 +532,24 @@ pub fn generate(
         ),
         warnings,
     ))
+}
+
+/// A type name defined twice in the generated `types` module, if any.
+fn duplicate_type_name(file: &syn::File) -> Option<String> {
+    let types = file.items.iter().find_map(|item| match item {
+        syn::Item::Mod(module) if module.ident == "types" => module.content.as_ref(),
+        _ => None,
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    types.1.iter().find_map(|item| {
+        let ident = match item {
+            syn::Item::Struct(item) => &item.ident,
+            syn::Item::Enum(item) => &item.ident,
+            syn::Item::Type(item) => &item.ident,
+            _ => return None,
+        };
+        (!seen.insert(ident.to_string())).then(|| ident.to_string())
+    })
 }
 
 fn doc(text: &str) -> TokenStream {
