@@ -1390,6 +1390,11 @@ async fn over_the_node_memory_budget_the_connection_holding_the_most_is_ended() 
             assert_eq!(close.error_code.into_inner(), 3);
             assert_eq!(&close.reason[..], b"over the node's memory budget");
         }
+        // The peer floods loopback UDP, so the one CONNECTION_CLOSE packet can be dropped
+        // (seen once in CI on a loaded 2-core machine); the server, its state gone, then
+        // answers the flood's next packets with a stateless reset. The memory checks below
+        // still show it was this connection that was ended.
+        quinn::ConnectionError::Reset => {}
         other => panic!("closed otherwise: {other}"),
     }
     assert!(served > 0);
